@@ -1,0 +1,19 @@
+"""Registry of puzzle tasks: the one place that lists them."""
+
+from __future__ import annotations
+
+from verl_ext.tasks.base import AnswerScore, Puzzle, Task
+
+# name -> task instance. Each task module adds its entry here (one import, one line).
+TASKS: dict[str, Task] = {}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; a configuration error naming the valid tasks otherwise."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown puzzle task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+
+
+__all__ = ["TASKS", "AnswerScore", "Puzzle", "Task", "get_task"]
