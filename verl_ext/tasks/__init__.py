@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from verl_ext.tasks.base import AnswerScore, Puzzle, Task
+from verl_ext.tasks.base import AnswerScore, Puzzle, PuzzleSkip, Task
 
 # name -> task instance. Each task module adds its entry here (one import, one line).
 TASKS: dict[str, Task] = {}
@@ -16,4 +16,4 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown puzzle task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
 
 
-__all__ = ["TASKS", "AnswerScore", "Puzzle", "Task", "get_task"]
+__all__ = ["TASKS", "AnswerScore", "Puzzle", "PuzzleSkip", "Task", "get_task"]

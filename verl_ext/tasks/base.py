@@ -23,6 +23,13 @@ FORMAT_INSTRUCTION = (
 AnswerKind = Literal["label", "permutation"]
 
 
+class PuzzleSkip(Exception):
+    """Raised by :meth:`Task.make` when an image cannot make a sound puzzle (too small, too flat, ...).
+
+    The message is a short, stable reason (e.g. ``"tile under 28 px"``): builders count skips by it.
+    """
+
+
 @dataclass(frozen=True)
 class Puzzle:
     """One puzzle, ready to become a verl row.
