@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from verl_ext.tasks.base import AnswerScore, Puzzle, PuzzleSkip, Task
+from verl_ext.tasks.contrastive import ContrastiveTask
+from verl_ext.tasks.jigsaw import JigsawTask
+from verl_ext.tasks.position import PositionTask
+from verl_ext.tasks.rotation import RotationTask
 
 # name -> task instance. Each task module adds its entry here (one import, one line).
-TASKS: dict[str, Task] = {}
+TASKS: dict[str, Task] = {
+    "rotation": RotationTask(),
+    "jigsaw": JigsawTask(),
+    "position": PositionTask(),
+    "contrastive": ContrastiveTask(),
+}
 
 
 def get_task(name: str) -> Task:
