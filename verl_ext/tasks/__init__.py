@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from verl_ext.tasks.base import AnswerScore, Puzzle, PuzzleSkip, Task
 from verl_ext.tasks.contrastive import ContrastiveTask
+from verl_ext.tasks.inpainting import InpaintingTask
 from verl_ext.tasks.jigsaw import JigsawTask
 from verl_ext.tasks.position import PositionTask
 from verl_ext.tasks.rotation import RotationTask
@@ -14,6 +15,7 @@ TASKS: dict[str, Task] = {
     "jigsaw": JigsawTask(),
     "position": PositionTask(),
     "contrastive": ContrastiveTask(),
+    "inpainting": InpaintingTask(),
 }
 
 
