@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from verl_ext.tasks.base import AnswerScore, Puzzle, PuzzleSkip, Task
 from verl_ext.tasks.contrastive import ContrastiveTask
+from verl_ext.tasks.flip import FlipTask
 from verl_ext.tasks.inpainting import InpaintingTask
 from verl_ext.tasks.jigsaw import JigsawTask
 from verl_ext.tasks.position import PositionTask
@@ -16,6 +17,7 @@ TASKS: dict[str, Task] = {
     "position": PositionTask(),
     "contrastive": ContrastiveTask(),
     "inpainting": InpaintingTask(),
+    "flip": FlipTask(),
 }
 
 

@@ -35,18 +35,15 @@ _DIRECTIONS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) !=
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the source image
 
 
-def _coarse(region: np.ndarray, cells: int = 16) -> np.ndarray:
-    """Area means on a ``cells`` x ``cells`` grid: keeps the visible structure, averages away sensor noise."""
-    return cv2.resize(region, (cells, cells), interpolation=cv2.INTER_AREA).astype(np.float32)
+def visible_difference(a: np.ndarray, b: np.ndarray, cells: int = 16) -> float:
+    """Mean absolute difference (0-255) of two equal-sized regions after area-averaging to ``cells`` x ``cells``.
 
-
-def visible_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference (0-255) of two equal square regions at a coarse scale.
-
-    Comparing block means rather than raw pixels keeps noisy but flat regions (sky, walls) from passing as
-    "different" when only their noise differs.
+    The averaging keeps what a viewer sees (shapes, edges, shading) and drops pixel noise, so noisy but
+    featureless regions (sky, walls) do not pass as "different" when only their noise differs.
     """
-    return float(np.abs(_coarse(a) - _coarse(b)).mean())
+    small_a = cv2.resize(a, (cells, cells), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small_b = cv2.resize(b, (cells, cells), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return float(np.abs(small_a - small_b).mean())
 
 
 def _oriented(region: np.ndarray, rot90: int, flip: str | None) -> np.ndarray:
