@@ -1,0 +1,26 @@
+"""Shared pytest fixtures.
+
+Fixtures here are used by several test modules; add yours below with a comment saying who uses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny Qwen2.5-VL (model, tokenizer, processor, chat template), built once per test session.
+
+    Used by the tokenizer/processor dependent tests (tiny model, token budget, CPU training run).
+    """
+    from verl_ext.tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2.5-vl"), size="tiny")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `-m "not e2e"` skips the CPU end-to-end verl run (several minutes); scripts/test.sh runs everything.
+    config.addinivalue_line("markers", "e2e: end-to-end verl training run on CPU (slow, minutes)")

@@ -1,0 +1,186 @@
+"""The offline random Qwen2.5-VL: loadable like a real checkpoint, Qwen's token layout, deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+from verl_ext.tiny_model import (
+    QWEN_EMBEDDING_ROWS,
+    QWEN_SPECIAL_TOKENS,
+    SIZES,
+    build_config,
+    build_tokenizer,
+    main,
+    save_tiny_model,
+)
+
+ensure_torchvision_importable()
+
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir: Path):
+    return AutoProcessor.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path):
+    return AutoModelForImageTextToText.from_pretrained(tiny_model_dir).eval()
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """A deterministic picture with structure (gradients), not a flat colour."""
+    x = torch.linspace(0, 255, width).repeat(height, 1)
+    y = torch.linspace(0, 255, height).unsqueeze(1).repeat(1, width)
+    rgb = torch.stack([x, y, (x + y) / 2], dim=-1).to(torch.uint8).numpy()
+    return Image.fromarray(rgb)
+
+
+def test_directory_has_what_loaders_need(tiny_model_dir: Path) -> None:
+    names = {p.name for p in tiny_model_dir.iterdir()}
+    for required in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                     "chat_template.jinja", "processor_config.json", "generation_config.json"):
+        assert required in names
+
+
+def test_loads_as_qwen2_5_vl(processor, model) -> None:
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+    assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessor"
+
+
+def test_special_tokens_follow_the_regular_vocabulary(processor, model) -> None:
+    tokenizer = processor.tokenizer
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS]
+    # Qwen's layout: special tokens are the last ids of the tokenizer, in Qwen's order.
+    assert ids == list(range(len(tokenizer) - len(QWEN_SPECIAL_TOKENS), len(tokenizer)))
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    config = model.config
+    assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert config.vision_start_token_id == tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    assert config.text_config.vocab_size >= len(tokenizer)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think> It is upside down. </think> <answer>180</answer>",
+        "<answer>2 0 3 1</answer>",
+        "Are these two crops from the same photo? Answer yes or no.",
+        "Ünïcödé and emoji 🧩 still round-trip\nover lines",
+    ],
+)
+def test_text_round_trips(processor, text: str) -> None:
+    tokenizer = processor.tokenizer
+    assert tokenizer.decode(tokenizer(text).input_ids) == text
+
+
+def test_numbers_are_spelled_digit_by_digit(processor) -> None:
+    tokenizer = processor.tokenizer
+    assert len(tokenizer("270").input_ids) == 3
+
+
+def test_chat_template_renders_qwen_format(processor) -> None:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Rotated?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Rotated?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    with_system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert processor.apply_chat_template(with_system, tokenize=False).startswith(
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    )
+
+
+def test_image_tokens_are_bounded(processor) -> None:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    for size, expected_max in (((1200, 900), 64), ((60, 40), 64)):
+        encoded = processor(text=[text], images=[_photo(*size)], return_tensors="pt")
+        image_tokens = int((encoded["input_ids"] == pad).sum())
+        assert image_tokens == int(encoded["image_grid_thw"].prod()) // 4
+        assert 4 <= image_tokens <= expected_max
+
+
+def test_attention_head_dim_fits_vllm_cpu(model) -> None:
+    text = model.config.text_config
+    assert text.hidden_size // text.num_attention_heads == 32  # vLLM-CPU rejects head_dim 16
+    vision = model.config.vision_config
+    assert vision.hidden_size // vision.num_heads == 32
+
+
+def test_forward_and_generate_with_an_image(processor, model) -> None:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which way is up?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoded = processor(text=[text], images=[_photo(224, 168)], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**encoded).logits
+        generated = model.generate(**encoded, max_new_tokens=5, do_sample=False)
+    assert logits.shape[:2] == encoded["input_ids"].shape
+    assert logits.shape[-1] == model.config.text_config.vocab_size
+    assert torch.isfinite(logits).all()
+    assert generated.shape[1] > encoded["input_ids"].shape[1]
+
+
+def test_same_size_gives_identical_files(tiny_model_dir: Path, tmp_path: Path) -> None:
+    again = save_tiny_model(tmp_path / "again")
+
+    def digest(directory: Path) -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+    assert digest(again) == digest(tiny_model_dir)
+
+
+def test_command_line_writes_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--out", str(tmp_path / "cli")])
+    assert "saved" in capsys.readouterr().out
+    assert AutoConfig.from_pretrained(tmp_path / "cli").model_type == "qwen2_5_vl"
+
+
+def test_unknown_size_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown model size"):
+        save_tiny_model(tmp_path, size="70b")
+
+
+@pytest.fixture(scope="module")
+def full_tokenizer():
+    return build_tokenizer("3b")
+
+
+def test_full_vocabulary_puts_special_tokens_at_qwen_ids(full_tokenizer) -> None:
+    assert len(full_tokenizer) == 151665
+    assert full_tokenizer.convert_tokens_to_ids("<|endoftext|>") == 151643
+    assert full_tokenizer.convert_tokens_to_ids("<|im_start|>") == 151644
+    assert full_tokenizer.convert_tokens_to_ids("<|im_end|>") == 151645
+    assert full_tokenizer.convert_tokens_to_ids("<|vision_start|>") == 151652
+    assert full_tokenizer.convert_tokens_to_ids("<|image_pad|>") == 151655
+    assert full_tokenizer.convert_tokens_to_ids("<|video_pad|>") == 151656
+    # Any id a random model samples decodes to text.
+    assert isinstance(full_tokenizer.decode([0, 100_000, 151_000]), str)
+
+
+@pytest.mark.parametrize(
+    ("size", "billions", "tied"),
+    [("3b", 3.75, True), ("7b", 8.29, False)],
+)
+def test_full_sizes_match_qwen_architecture(full_tokenizer, size: str, billions: float, tied: bool) -> None:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    config = build_config(size, full_tokenizer)
+    assert config.text_config.vocab_size == QWEN_EMBEDDING_ROWS
+    assert config.image_token_id == 151655
+    assert config.tie_word_embeddings is tied
+    with torch.device("meta"):  # shapes only, no memory
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(billions, abs=0.01)
+    assert SIZES[size].dtype == "bfloat16"

@@ -1,0 +1,412 @@
+"""Build a randomly initialised Qwen2.5-VL with its tokenizer and processor, entirely offline.
+
+``save_tiny_model(out_dir)`` writes a directory that ``transformers``, verl and vLLM load exactly like a
+downloaded Qwen2.5-VL checkpoint (``config.json``, ``model.safetensors``, ``tokenizer.json``, chat template,
+``preprocessor_config.json``, ...), so every code path of training, merging and evaluation can run on a machine
+that has never seen the Hugging Face hub:
+
+* ``size="tiny"`` (about 0.5 M parameters, a few MB): a byte-level BPE tokenizer trained here on a short
+  puzzle-flavoured text with Qwen's special tokens appended after the regular vocabulary, as in Qwen's own
+  tokenizer, and a 2-layer model (head_dim 32: vLLM-CPU's attention kernels reject smaller heads). Used by the
+  tests and the CPU demo.
+* ``size="3b"`` / ``"7b"``: the real Qwen2.5-VL-3B/7B-Instruct architecture with random weights (bfloat16) and
+  the real vocabulary size 151936; the special tokens sit at Qwen's ids (``<|endoftext|>`` 151643 ...
+  ``<|file_sep|>`` 151664). Meant for GPU throughput runs without downloading weights; its answers are noise.
+
+Everything is deterministic: the same ``size`` gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Qwen2.5's special tokens in id order; in the real tokenizer they follow the 151643 regular tokens.
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+)
+QWEN_REGULAR_VOCAB = 151643  # id of <|endoftext|> in Qwen2.5's tokenizer
+QWEN_EMBEDDING_ROWS = 151936  # vocab_size in Qwen2.5-VL's config (padded beyond the tokenizer)
+
+# Splits text before byte-level BPE the way Qwen2's tokenizer does: contractions, letter runs with one leading
+# non-letter, single digits (so numbers are spelled digit by digit), punctuation runs, newlines, spaces.
+PRETOKENIZE_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+# Renders conversations in Qwen2.5-VL's format: a default system turn, <|im_start|>role ... <|im_end|> turns, and
+# <|vision_start|><|image_pad|><|vision_end|> where a picture goes (the processor expands <|image_pad|> to one
+# token per merged 28x28 patch).
+CHAT_TEMPLATE = """\
+{%- set counts = namespace(image=0, video=0) -%}
+{%- for message in messages -%}
+  {%- if loop.first and message['role'] != 'system' -%}
+    {{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}
+  {%- endif -%}
+  {{- '<|im_start|>' + message['role'] + '\\n' -}}
+  {%- if message['content'] is string -%}
+    {{- message['content'] -}}
+  {%- else -%}
+    {%- for part in message['content'] -%}
+      {%- if part['type'] == 'image' or 'image' in part or 'image_url' in part -%}
+        {%- set counts.image = counts.image + 1 -%}
+        {%- if add_vision_id -%}{{- 'Picture ' + counts.image|string + ': ' -}}{%- endif -%}
+        {{- '<|vision_start|><|image_pad|><|vision_end|>' -}}
+      {%- elif part['type'] == 'video' or 'video' in part -%}
+        {%- set counts.video = counts.video + 1 -%}
+        {%- if add_vision_id -%}{{- 'Video ' + counts.video|string + ': ' -}}{%- endif -%}
+        {{- '<|vision_start|><|video_pad|><|vision_end|>' -}}
+      {%- elif 'text' in part -%}
+        {{- part['text'] -}}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{- '<|im_end|>\\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<|im_start|>assistant\\n' -}}
+{%- endif -%}
+"""
+
+# Text the tiny tokenizer is trained on: the words puzzle prompts and answers are made of. Anything else is
+# still encodable (byte-level BPE falls back to single bytes), just in more tokens.
+_CORPUS_LINES = (
+    "You are a helpful assistant.",
+    "Look at the image carefully and answer the question about it.",
+    "The picture may have been rotated by 0, 90, 180 or 270 degrees clockwise or counterclockwise.",
+    "By how many degrees was this image rotated? Options: 0 degrees, 90 degrees, 180 degrees, 270 degrees.",
+    "The image was cut into tiles that were shuffled. Give the order of the tiles as a list of numbers, "
+    "for example 2 0 3 1 or [1, 3, 0, 2].",
+    "Jigsaw puzzle with 4 pieces in a 2x2 grid, 9 pieces in a 3x3 grid, 16 pieces in a 4x4 grid.",
+    "Where was the crop taken from? top left, top, top right, left, center, right, bottom left, bottom, "
+    "bottom right.",
+    "Are these two pictures crops of the same image or of different images? Answer yes or no.",
+    "Was the image flipped horizontally, vertically, or not at all? Which patch fills the masked region? "
+    "Which point in the second image corresponds to the marked point in the first one?",
+    "Options: A, B, C, D, E, F. The correct option is (A). Choose the letter of the best answer.",
+    "First reason about it inside <think> </think> tags, then give only your final answer inside "
+    "<answer> </answer> tags.",
+    "<think> The sky is at the bottom, so the picture is upside down and the rotation is 180 degrees. </think> "
+    "<answer>180</answer>",
+    "<think> The first tile shows the top left corner of the scene. </think> <answer>3 1 0 2</answer>",
+    "<think> Both crops show the same building. </think> <answer>yes</answer>",
+    "<think> The crop shows a corner of the frame. </think> <answer>bottom right</answer>",
+    "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 45 90 135 180 225 270 315 360",
+    "yes no true false same different first second left right up down above below image images picture photo",
+)
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Shape of one model size; ``text``/``vision`` are passed to the Qwen2.5-VL sub-configs."""
+
+    text: dict[str, Any]
+    vision: dict[str, Any]
+    dtype: str
+    full_vocabulary: bool  # True: Qwen's vocabulary size and special-token ids; False: a small trained vocabulary
+    min_pixels: int
+    max_pixels: int
+    tie_word_embeddings: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_QWEN_VISION = dict(  # the vision tower of both Qwen2.5-VL-3B and -7B
+    depth=32,
+    hidden_size=1280,
+    intermediate_size=3420,
+    num_heads=16,
+    patch_size=14,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    window_size=112,
+    fullatt_block_indexes=[7, 15, 23, 31],
+    tokens_per_second=2,
+)
+
+SIZES: dict[str, ModelSize] = {
+    "tiny": ModelSize(
+        text=dict(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,  # head_dim 32: vLLM-CPU has no attention kernel for head_dim 16
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},  # sums to head_dim / 2
+        ),
+        vision=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[1],
+            tokens_per_second=2,
+        ),
+        dtype="float32",  # CPU training runs in fp32
+        full_vocabulary=False,
+        min_pixels=4 * 28 * 28,  # at least 4 image tokens
+        max_pixels=64 * 28 * 28,  # at most 64 image tokens per picture: keeps CPU prompts short
+        tie_word_embeddings=True,
+    ),
+    "3b": ModelSize(
+        text=dict(
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            max_position_embeddings=128000,
+            rms_norm_eps=1e-6,
+            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
+        ),
+        vision={**_QWEN_VISION, "out_hidden_size": 2048},
+        dtype="bfloat16",
+        full_vocabulary=True,
+        min_pixels=3136,  # Qwen2.5-VL's released processor limits
+        max_pixels=12845056,
+        tie_word_embeddings=True,
+    ),
+    "7b": ModelSize(
+        text=dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            max_position_embeddings=128000,
+            rms_norm_eps=1e-6,
+            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
+        ),
+        vision={**_QWEN_VISION, "out_hidden_size": 3584},
+        dtype="bfloat16",
+        full_vocabulary=True,
+        min_pixels=3136,
+        max_pixels=12845056,
+        tie_word_embeddings=False,
+    ),
+}
+
+TINY_REGULAR_VOCAB = 1024  # target size of the tiny tokenizer's trained vocabulary (before special tokens)
+SEED = 0
+
+
+def _corpus() -> list[str]:
+    from verl_ext.tasks.base import FORMAT_INSTRUCTION
+
+    return [*_CORPUS_LINES, FORMAT_INSTRUCTION]
+
+
+def _pre_tokenizer():
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+
+
+def _train_bpe(vocab_size: int):
+    """A byte-level BPE model trained on the puzzle corpus (deterministic: the trainer breaks ties by pair)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = _pre_tokenizer()
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus() * 20, trainer=trainer)
+    return tokenizer
+
+
+def _pad_to_qwen_vocabulary(trained):
+    """Same merges, vocabulary padded with unreachable placeholders to Qwen's 151643 regular tokens.
+
+    The placeholders are plain ASCII so any id a random model samples still decodes to text.
+    """
+    from tokenizers import Tokenizer, decoders, models
+
+    state = json.loads(trained.to_str())
+    vocab: dict[str, int] = dict(state["model"]["vocab"])
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in state["model"]["merges"]]
+    next_id = len(vocab)
+    index = 0
+    while next_id < QWEN_REGULAR_VOCAB:
+        token = f"<unused{index}>"
+        index += 1
+        if token in vocab:
+            continue
+        vocab[token] = next_id
+        next_id += 1
+    padded = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    padded.pre_tokenizer = _pre_tokenizer()
+    padded.decoder = decoders.ByteLevel()
+    return padded
+
+
+def build_tokenizer(size: str = "tiny"):
+    """The tokenizer for ``size`` as a ``PreTrainedTokenizerFast`` with Qwen's special tokens and chat template."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    spec = _size(size)
+    backend = _train_bpe(TINY_REGULAR_VOCAB)
+    if spec.full_vocabulary:
+        backend = _pad_to_qwen_vocabulary(backend)
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+        padding_side="left",  # generation batches are left padded
+        clean_up_tokenization_spaces=False,
+        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    if spec.full_vocabulary:
+        wrong = {t: i for i, t in enumerate(QWEN_SPECIAL_TOKENS, QWEN_REGULAR_VOCAB) if tokenizer.convert_tokens_to_ids(t) != i}
+        if wrong:
+            raise AssertionError(f"special tokens not at Qwen's ids: {wrong}")
+    return tokenizer
+
+
+def build_config(size: str = "tiny", tokenizer=None):
+    """The ``Qwen2_5_VLConfig`` for ``size``; token ids come from ``tokenizer`` (built if not given)."""
+    from transformers import Qwen2_5_VLConfig
+
+    spec = _size(size)
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer(size)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
+    if spec.full_vocabulary:
+        vocab_size = QWEN_EMBEDDING_ROWS
+    else:
+        vocab_size = -(-len(tokenizer) // 64) * 64  # room for every token id, rounded up to a multiple of 64
+    text = dict(
+        spec.text,
+        vocab_size=vocab_size,
+        rope_theta=1_000_000.0,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=spec.tie_word_embeddings,
+        dtype=spec.dtype,
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=dict(spec.vision, out_hidden_size=spec.vision.get("out_hidden_size", spec.text["hidden_size"])),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=spec.tie_word_embeddings,
+        dtype=spec.dtype,
+    )
+
+
+def build_processor(size: str = "tiny", tokenizer=None):
+    """A ``Qwen2_5_VLProcessor`` (image and video processors with the pixel limits of ``size``)."""
+    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()  # transformers' Qwen2-VL processors are torchvision based
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    spec = _size(size)
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer(size)
+    pixel_limits = dict(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    image_processor = Qwen2VLImageProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **pixel_limits)
+    video_processor = Qwen2VLVideoProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **pixel_limits)
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def save_tiny_model(out_dir: str | Path, size: str = "tiny") -> Path:
+    """Write a random Qwen2.5-VL of ``size`` ("tiny", "3b", "7b") with tokenizer and processor to ``out_dir``.
+
+    Returns the directory. No network access; the same ``size`` always produces the same files.
+    """
+    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()  # transformers' Qwen2.5-VL modules import torchvision
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    spec = _size(size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(size)
+    config = build_config(size, tokenizer)
+    processor = build_processor(size, tokenizer)
+
+    dtype = getattr(torch, spec.dtype)
+    previous_dtype = torch.get_default_dtype()
+    torch.manual_seed(SEED)
+    torch.set_default_dtype(dtype)  # initialise directly in the target dtype (7B in fp32 would not fit in RAM)
+    try:
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id,
+        eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)  # also writes the tokenizer files and chat template
+    return out
+
+
+def _size(size: str) -> ModelSize:
+    try:
+        return SIZES[size]
+    except KeyError:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="directory to write the model to")
+    parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size (default: tiny)")
+    args = parser.parse_args(argv)
+    out = save_tiny_model(args.out, args.size)
+    print(f"saved a random Qwen2.5-VL ({args.size}) to {out}")
+
+
+if __name__ == "__main__":
+    main()
