@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import cv2
@@ -36,7 +37,7 @@ Box = tuple[int, int, int, int]  # (left, top, right, bottom), right/bottom excl
 
 # Below this gray-level standard deviation (0..255 scale) a region shows next to nothing: a sky, a wall, a margin.
 FLAT_STD = 4.0
-# Side of the thumbnail flatness is judged on; large enough to see texture, small enough to be free.
+# Side of the sample flatness is judged on; large enough to see texture, small enough to be free.
 _FLAT_THUMB = 96
 
 
@@ -45,14 +46,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def small_gray(image: Image.Image, side: int = _FLAT_THUMB) -> np.ndarray:
-    """A float32 grayscale thumbnail whose longer side is about ``side`` (fast: integer ``reduce``, then a box resize)."""
-    factor = max(1, max(image.size) // (2 * side))
-    small = image.reduce(factor) if factor > 1 else image
-    scale = side / max(small.size)
-    if scale < 1:
-        small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))), Image.Resampling.BOX)
-    return np.asarray(small.convert("L"), dtype=np.float32)
+def small_gray(image: Image.Image, side: int = _FLAT_THUMB, box: Box | None = None) -> np.ndarray:
+    """A float32 grayscale sample of ``image`` (or of its ``box``) whose longer side is at most ``side`` pixels.
+
+    Nearest-neighbour sampling reads only the sampled pixels, so this costs microseconds even on large photos,
+    and (unlike averaging) it keeps fine texture, which is what flatness tests look for.
+    """
+    box = box or (0, 0, image.width, image.height)
+    width, height = box[2] - box[0], box[3] - box[1]
+    scale = min(1.0, side / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    sample = image.resize(size, Image.Resampling.NEAREST, box=box)
+    return np.asarray(sample.convert("L"), dtype=np.float32)
 
 
 def is_flat(gray: np.ndarray, threshold: float = FLAT_STD) -> bool:
@@ -101,11 +106,13 @@ def rotate_ccw(image: Image.Image, angle: int) -> Image.Image:
     return Image.fromarray(turned)
 
 
-def circle_mask(side: int) -> np.ndarray:
-    """Boolean ``side`` x ``side`` mask of the disc inscribed in the square (True inside)."""
+@functools.lru_cache(maxsize=64)
+def circle_mask(side: int) -> Image.Image:
+    """Mode "L" ``side`` x ``side`` mask: 255 outside the disc inscribed in the square, 0 inside."""
     centre = (side - 1) / 2
     yy, xx = np.ogrid[:side, :side]
-    return (xx - centre) ** 2 + (yy - centre) ** 2 <= (side / 2) ** 2
+    outside = (xx - centre) ** 2 + (yy - centre) ** 2 > (side / 2) ** 2
+    return Image.fromarray((outside * 255).astype(np.uint8))
 
 
 def apply_circle_mask(image: Image.Image) -> Image.Image:
@@ -114,38 +121,34 @@ def apply_circle_mask(image: Image.Image) -> Image.Image:
     The disc is the part of a square that stays inside the canvas under any rotation about the centre, so masking
     every image of a puzzle the same way hides which angle was used.
     """
-    array = np.array(image)
-    array[~circle_mask(array.shape[0])] = 0
-    return Image.fromarray(array)
+    out = image.copy()
+    out.paste(0, (0, 0, *image.size), circle_mask(image.width))
+    return out
 
 
 # --- photometric operations on uint8 RGB arrays (torchvision-like semantics, in numpy/OpenCV) -------------
 
 
-def _gray(array: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma as float32, the weights Pillow's ``convert("L")`` uses."""
-    return array[..., 0] * np.float32(0.299) + array[..., 1] * np.float32(0.587) + array[..., 2] * np.float32(0.114)
+def _gray3(array: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma (the weights Pillow's ``convert("L")`` uses) copied into three channels."""
+    return cv2.cvtColor(cv2.cvtColor(array, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    return np.clip(array + 0.5, 0, 255).astype(np.uint8)
-
-
+# OpenCV's saturating arithmetic: several times faster than float numpy on these small views.
 def adjust_brightness(array: np.ndarray, factor: float) -> np.ndarray:
     """Every channel multiplied by ``factor`` (1 keeps the image)."""
-    return _to_uint8(array.astype(np.float32) * np.float32(factor))
+    return cv2.convertScaleAbs(array, alpha=float(factor))
 
 
 def adjust_contrast(array: np.ndarray, factor: float) -> np.ndarray:
     """Blend with the image's mean gray level: 0 gives flat gray, 1 keeps the image, >1 stretches."""
-    mean = np.float32(_gray(array).mean())
-    return _to_uint8((array.astype(np.float32) - mean) * np.float32(factor) + mean)
+    mean = cv2.mean(cv2.cvtColor(array, cv2.COLOR_RGB2GRAY))[0]
+    return cv2.addWeighted(array, float(factor), array, 0.0, (1.0 - float(factor)) * mean)
 
 
 def adjust_saturation(array: np.ndarray, factor: float) -> np.ndarray:
     """Blend with the pixel's own gray level: 0 gives grayscale, 1 keeps the image, >1 makes colours stronger."""
-    gray = _gray(array)[..., None]
-    return _to_uint8((array.astype(np.float32) - gray) * np.float32(factor) + gray)
+    return cv2.addWeighted(array, float(factor), _gray3(array), 1.0 - float(factor), 0.0)
 
 
 def adjust_hue(array: np.ndarray, shift: float) -> np.ndarray:
@@ -158,8 +161,7 @@ def adjust_hue(array: np.ndarray, shift: float) -> np.ndarray:
 
 def grayscale(array: np.ndarray) -> np.ndarray:
     """Luma copied into all three channels (still RGB, so every view has the same mode)."""
-    gray = _to_uint8(_gray(array))
-    return np.repeat(gray[..., None], 3, axis=2)
+    return _gray3(array)
 
 
 def gaussian_blur(array: np.ndarray, sigma: float) -> np.ndarray:

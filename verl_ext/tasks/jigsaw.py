@@ -75,12 +75,13 @@ class JigsawTask(Task):
         while n >= 3 and order == list(range(n)):
             order = [int(i) for i in rng.permutation(n)]
 
-        array = np.asarray(image)[top : box[3], left : box[2]]
-        # tiles[r * cols + c] is the tile at row r, column c (reading order); slicing views, copied by fromarray.
-        tiles = [
-            array[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] for r in range(rows) for c in range(cols)
-        ]
-        shown = [Image.fromarray(np.ascontiguousarray(tiles[position])) for position in order]
+        # Pillow crops copy just the tile (a numpy view would first copy the whole picture out of Pillow).
+        boxes = [
+            (left + c * tile_w, top + r * tile_h, left + (c + 1) * tile_w, top + (r + 1) * tile_h)
+            for r in range(rows)
+            for c in range(cols)
+        ]  # boxes[r * cols + c] is the tile at row r, column c (reading order)
+        shown = [image.crop(boxes[position]) for position in order]
         answer = ",".join(str(k) for k in answer_from_order(order))
         params = {
             "rows": rows,
@@ -98,7 +99,7 @@ class JigsawTask(Task):
 
         Judged on a small thumbnail of the trimmed grid: each tile keeps at least a few pixels there.
         """
-        gray = small_gray(image.crop(box), side=max(96, 8 * max(rows, cols)))
+        gray = small_gray(image, side=max(96, 8 * max(rows, cols)), box=box)
         height, width = gray.shape
         blank = 0
         for r in range(rows):

@@ -43,25 +43,21 @@ def cell_names(rows: int, cols: int) -> list[str]:
 
 
 def _aliases(name: str, row: int, col: int) -> list[str]:
-    """Other ways people write a cell's name (spaces for hyphens, upper/lower, centre/middle, row/column)."""
+    """Other words people use for a cell. Case, hyphens and punctuation need none: the reward's normaliser
+    makes "Top-Left", "top left" and "TOP_LEFT." one spelling."""
     if name.startswith("row "):
-        return [f"row {row} column {col}", f"r{row}c{col}", f"({row}, {col})", f"({row},{col})"]
+        return [f"r{row}c{col}", f"({row}, {col})"]
     if name == "center":
-        return ["centre", "middle", "middle-center", "middle center", "middle-centre", "center-center", "central"]
+        return ["centre", "middle", "middle center", "middle centre", "center center", "central"]
     vertical, horizontal = name.split("-")
-    verticals = {vertical, {"top": "upper", "bottom": "lower"}.get(vertical, vertical)}
-    horizontals = {horizontal, {"center": "centre"}.get(horizontal, horizontal)}
+    verticals = {vertical, {"top": "upper", "bottom": "lower", "middle": "center"}.get(vertical, vertical)}
+    horizontals = {horizontal}
     if horizontal == "center":
-        horizontals.add("middle")
+        horizontals |= {"centre", "middle"}
     if vertical == "middle":
-        verticals |= {"center", "centre"}
-    out: set[str] = set()
-    for v in verticals:
-        for h in horizontals:
-            out |= {f"{v}-{h}", f"{v} {h}"}
-    out |= {f"{horizontal}-{vertical}", f"{horizontal} {vertical}"}  # "left-top": the reversed order, plain words only
-    out.discard(name)
-    return sorted(out)
+        verticals.add("centre")
+    spellings = {f"{v} {h}" for v in verticals for h in horizontals} | {f"{horizontal} {vertical}"}
+    return sorted(spellings - {name.replace("-", " ")})
 
 
 class PositionTask(Task):

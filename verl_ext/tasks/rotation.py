@@ -117,5 +117,5 @@ class RotationTask(Task):
         out: dict[str, list[str]] = {}
         for angle in params["angles"]:
             angle = int(angle)
-            out[str(angle)] = ["360", "-0"] if angle == 0 else [f"-{360 - angle}"]
+            out[str(angle)] = ["360"] if angle == 0 else [f"-{360 - angle}"]
         return out
