@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""PNG plots of a training run: reward, per-task accuracy/partial credit/format rate, response length, KL,
+validation accuracy.
+
+    python scripts/plot_run.py LOGDIR --out DIR [--smooth 0.6]
+
+LOGDIR is the run's TensorBoard folder (run_grpo.sh: SAVE_DIR/tensorboard). Series that are not in the log are
+skipped and listed. See ``verl_ext/evaluation/plots.py`` for the metric names used.
+"""
+
+import sys
+
+from verl_ext.evaluation.plots import main
+
+if __name__ == "__main__":
+    sys.exit(main())
