@@ -97,7 +97,9 @@ def render_view(image: Image.Image, view: Mapping[str, Any], size: int) -> Image
     """Make the view described by ``view`` (as :func:`sample_view` returns it) from ``image``."""
     left, top, right, bottom = view["crop"]
     # Pillow resizes only the box and first shrinks by whole factors when reducing a lot (fast on large photos).
-    resized = to_rgb(image).resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom), reducing_gap=2.0)
+    resized = to_rgb(image).resize(
+        (size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom), reducing_gap=2.0
+    )
     if view["flip"]:
         resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     array = np.asarray(resized)

@@ -12,7 +12,6 @@ because excluding it would make "2,1" the answer of every puzzle.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -59,7 +58,9 @@ class JigsawTask(Task):
     ) -> Puzzle:
         rows, cols = int(rows), int(cols)
         if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID) or rows * cols < 2:
-            raise ValueError(f"jigsaw grid must be 1..{MAX_GRID} x 1..{MAX_GRID} with at least 2 tiles, got {rows}x{cols}")
+            raise ValueError(
+                f"jigsaw grid must be 1..{MAX_GRID} x 1..{MAX_GRID} with at least 2 tiles, got {rows}x{cols}"
+            )
         image = to_rgb(image)
         tile_w, tile_h = image.width // cols, image.height // rows
         if min(tile_w, tile_h) < min_tile:
@@ -121,7 +122,7 @@ class JigsawTask(Task):
         else:
             grid = f"a grid of {rows} rows and {cols} columns ({n} equal tiles)"
             places = "in reading order (the top row from left to right, then the next row down, and so on)"
-        # A fixed example (a cyclic shift), the same for every puzzle of this grid, so it says nothing about the answer.
+        # A fixed example (a cyclic shift), the same for every puzzle of this grid: it says nothing about the answer.
         example = [k % n + 1 for k in range(1, n + 1)]
         spots = _example_spots(rows, cols)
         explained = "; ".join(f"tile {t} belongs in the {spot}" for t, spot in zip(example, spots))
