@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from verl_ext.tasks.base import AnswerScore, Puzzle, PuzzleSkip, Task
 from verl_ext.tasks.contrastive import ContrastiveTask
+from verl_ext.tasks.correspondence import CorrespondenceTask
 from verl_ext.tasks.flip import FlipTask
 from verl_ext.tasks.inpainting import InpaintingTask
 from verl_ext.tasks.jigsaw import JigsawTask
@@ -17,6 +18,7 @@ TASKS: dict[str, Task] = {
     "position": PositionTask(),
     "contrastive": ContrastiveTask(),
     "inpainting": InpaintingTask(),
+    "correspondence": CorrespondenceTask(),
     "flip": FlipTask(),
 }
 
