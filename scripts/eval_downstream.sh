@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# From merged checkpoints to a downstream results table with VLMEvalKit, without a judge model.
+#
+#   bash scripts/eval_downstream.sh NAME=CKPT_DIR [NAME2=CKPT_DIR2 ...] [-- DATASET ...]
+#   e.g. bash scripts/eval_downstream.sh base=models/Qwen2.5-VL-3B-Instruct trained=checkpoints/rot/merged
+#
+# Stages (STAGES, default all, in this order):
+#   config   write WORK_DIR/vlmevalkit_config.json from configs/eval/vlmevalkit_ssl.json (training's instruction
+#            as system prompt, use_custom_prompt false) for every NAME=CKPT_DIR
+#   infer    VLMEvalKit --mode infer (raw <think>...</think> <answer>X</answer> outputs)
+#   extract  scripts/extract_answers.py rewrites every prediction file in place to the chosen letter
+#            (raw output kept in raw_prediction; rows without an answer become Z and score wrong)
+#   eval     VLMEvalKit --mode eval --judge exact_matching --reuse (no judge model, no API key)
+#   collect  scripts/collect_results.py -> WORK_DIR/results.{md,json} (first model = baseline for the Δ column)
+#
+# Environment:
+#   VLMEVAL   how to start VLMEvalKit (default "python -m vlmeval"; a clone: "torchrun --nproc-per-node=8 run.py"
+#             from inside the clone, or with the path to run.py)
+#   LMUData   folder with the benchmark TSVs (VLMEvalKit downloads them if absent and the machine is online)
+#   WORK_DIR  output folder (default outputs/downstream)
+#   STAGES    subset of "config infer extract eval collect"
+#   SPLIT_THINK is forced off: the extraction needs the whole response, answer tag included.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK_DIR="${WORK_DIR:-outputs/downstream}"
+STAGES="${STAGES:-config infer extract eval collect}"
+VLMEVAL="${VLMEVAL:-python -m vlmeval}"
+TEMPLATE="${TEMPLATE:-$REPO/configs/eval/vlmevalkit_ssl.json}"
+
+models=()
+datasets=()
+while (($#)); do
+  case "$1" in
+    --) shift; datasets=("$@"); break ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *=*) models+=("$1"); shift ;;
+    *) echo "error: expected NAME=CKPT_DIR, got '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+if ((${#models[@]} == 0)); then
+  echo "error: give at least one NAME=CKPT_DIR" >&2; exit 2
+fi
+names=()
+for spec in "${models[@]}"; do
+  name="${spec%%=*}"; path="${spec#*=}"
+  if [[ " $STAGES " == *" infer "* && ! -d "$path" ]]; then
+    echo "error: checkpoint folder '$path' of model '$name' does not exist" >&2; exit 2
+  fi
+  names+=("$name")
+done
+data_args=()
+if ((${#datasets[@]})); then data_args=(--data "${datasets[@]}"); fi
+model_args=()
+for name in "${names[@]}"; do model_args+=(--model "$name"); done
+
+mkdir -p "$WORK_DIR"
+CONFIG="$WORK_DIR/vlmevalkit_config.json"
+export SPLIT_THINK=0
+
+has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
+
+if has_stage config; then
+  spec_args=()
+  for spec in "${models[@]}"; do spec_args+=(--model "$spec"); done
+  python -m verl_ext.evaluation.downstream config --template "$TEMPLATE" "${spec_args[@]}" "${data_args[@]}" --out "$CONFIG"
+fi
+if has_stage infer; then
+  $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode infer
+fi
+if has_stage extract; then
+  mapfile -t files < <(python -m verl_ext.evaluation.downstream predictions --work-dir "$WORK_DIR" "${model_args[@]}" "${data_args[@]}")
+  if ((${#files[@]} == 0)); then
+    echo "error: no prediction files under $WORK_DIR (did the infer stage run?)" >&2; exit 1
+  fi
+  for f in "${files[@]}"; do
+    python "$REPO/scripts/extract_answers.py" "$f" "$f" --report "${f%.*}_extraction.json"
+  done
+fi
+if has_stage eval; then
+  $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode eval --judge exact_matching --reuse
+fi
+if has_stage collect; then
+  python "$REPO/scripts/collect_results.py" --work-dir "$WORK_DIR" "${model_args[@]}" "${data_args[@]}" --out "$WORK_DIR"
+fi

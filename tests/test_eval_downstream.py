@@ -1,0 +1,198 @@
+"""Downstream benchmark plumbing: configs, score-file parsing, the results table, and the scripted path
+(infer → extract → eval → collect) with a stand-in for VLMEvalKit that writes files in its shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from verl_ext.evaluation import downstream
+from verl_ext.tasks.base import FORMAT_INSTRUCTION
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "eval"
+
+
+def test_configs_carry_the_training_instruction_and_all_benchmarks():
+    vlm = json.loads((CONFIGS / "vlmevalkit_ssl.json").read_text())
+    entry = vlm["model"]["MODEL_NAME"]
+    assert entry["class"] == "Qwen2VLChat" and entry["use_custom_prompt"] is False
+    assert entry["system_prompt"] == downstream.SYSTEM_PROMPT
+    assert downstream.SYSTEM_PROMPT.startswith(FORMAT_INSTRUCTION)
+    assert list(vlm["data"]) == list(downstream.DATASETS)
+    lmms = json.loads((CONFIGS / "lmms_eval_ssl.json").read_text())
+    assert lmms["model_args"]["system_prompt"] == downstream.LMMS_SYSTEM_PROMPT
+    assert "," not in downstream.LMMS_SYSTEM_PROMPT
+    assert list(lmms["tasks"]) == list(downstream.DATASETS)
+    assert lmms["tasks"]["MMBench_DEV_EN"] == "mmbench_en_dev_reasoning"
+
+
+def test_vlmevalkit_config_for_two_models():
+    template = json.loads((CONFIGS / "vlmevalkit_ssl.json").read_text())
+    models = downstream.parse_models(["base=/m/base", "trained=/m/step300"])
+    cfg = downstream.vlmevalkit_config(template, models, ["MMBench_DEV_EN", "MMVP"])
+    assert list(cfg["model"]) == ["base", "trained"]
+    assert cfg["model"]["trained"]["model_path"] == "/m/step300"
+    assert cfg["model"]["base"]["system_prompt"] == downstream.SYSTEM_PROMPT
+    assert list(cfg["data"]) == ["MMBench_DEV_EN", "MMVP"]
+    assert template["model"]["MODEL_NAME"]["model_path"] == "MODEL_PATH"  # template untouched
+    with pytest.raises(ValueError, match="not in the template"):
+        downstream.vlmevalkit_config(template, models, ["MMMU"])
+
+
+@pytest.mark.parametrize("specs", [["nopath"], ["a=/x", "a=/y"], ["bad name=/x"], []])
+def test_parse_models_rejects(specs):
+    with pytest.raises(ValueError):
+        downstream.parse_models(specs)
+
+
+def test_lmms_eval_command():
+    template = json.loads((CONFIGS / "lmms_eval_ssl.json").read_text())
+    cmd = downstream.lmms_eval_command(template, "/ckpt/m", "logs/m", ["MMBench_DEV_EN", "SEEDBench_IMG"])
+    assert "--model qwen2_5_vl" in cmd and "pretrained=/ckpt/m," in cmd
+    assert "--tasks mmbench_en_dev_reasoning,seedbench_reasoning" in cmd
+    with pytest.raises(ValueError, match="comma"):
+        downstream.lmms_eval_command(template, "/ckpt/a,b", "logs")
+
+
+# ------------------------------------------------------------------------------------ score files
+
+def write_scores(root: Path, model: str) -> None:
+    """Score files as VLMEvalKit writes them (values are fractions)."""
+    d = root / model / "T20260101_Gabc"
+    d.mkdir(parents=True)
+    pd.DataFrame({"split": ["dev"], "Overall": [0.7715], "CP": [0.8], "FP-S": [0.7]}).to_csv(
+        d / f"{model}_MMBench_DEV_EN_acc.csv", index=False)
+    pd.DataFrame({"split": ["none"], "Overall": [0.7], "Scene Understanding": [0.75]}).to_csv(
+        d / f"{model}_SEEDBench_IMG_acc.csv", index=False)
+    pd.DataFrame({"cycle": ["cycle_1", "cycle_1", "Average", "Average", "Average"],
+                  "type": ["all", "single", "all", "single", "cross"],
+                  "accuracy": [0.6, 0.7, 0.64125, 0.7, 0.58]}).to_csv(d / f"{model}_HRBench8K_acc.csv", index=False)
+    pd.DataFrame({"case_accuray": [0.3333], "question_accuray": [0.5467]}).to_csv(
+        d / f"{model}_MMVP_acc.csv", index=False)
+    (d / f"{model}_MME-RealWorld-Lite_rating.json").write_text(json.dumps(
+        {"Overall": 0.4268, "Perception": {"Monitoring": {"Avg": 0.3}, "Avg": 0.45},
+         "Reasoning": {"Avg": 0.38}}))
+    (d / f"{model}_MMStar_acc.csv").write_text("what,ever\n1,2\n")  # a layout we do not know
+
+
+def test_parse_score_files(tmp_path):
+    write_scores(tmp_path, "m")
+    d = tmp_path / "m" / "T20260101_Gabc"
+    assert downstream.parse_score_file(d / "m_MMBench_DEV_EN_acc.csv") == (0.7715, {"CP": 0.8, "FP-S": 0.7})
+    assert downstream.parse_score_file(d / "m_HRBench8K_acc.csv") == (0.64125, {"single": 0.7, "cross": 0.58})
+    headline, details = downstream.parse_score_file(d / "m_MMVP_acc.csv")
+    assert headline == 0.3333 and details["question_accuray"] == 0.5467
+    headline, details = downstream.parse_score_file(d / "m_MME-RealWorld-Lite_rating.json")
+    assert headline == 0.4268 and details == {"Perception": 0.45, "Reasoning": 0.38}
+    with pytest.raises(ValueError, match="unknown score file layout"):
+        downstream.parse_score_file(d / "m_MMStar_acc.csv")
+
+
+def test_collect_two_models_newest_file_wins(tmp_path):
+    write_scores(tmp_path, "base")
+    write_scores(tmp_path, "trained")
+    # A later evaluation of the trained model on MMBench: the newest file is used.
+    later = tmp_path / "trained" / "T20260102_Gdef"
+    later.mkdir()
+    newer = later / "trained_MMBench_DEV_EN_acc.csv"
+    pd.DataFrame({"split": ["dev"], "Overall": [0.7852]}).to_csv(newer, index=False)
+    stamp = time.time() + 10
+    os.utime(newer, (stamp, stamp))
+    table = downstream.collect_results(tmp_path, ["base", "trained"])
+    assert table["results"]["MMBench_DEV_EN"]["base"]["score"] == pytest.approx(77.15)
+    assert table["results"]["MMBench_DEV_EN"]["trained"]["score"] == pytest.approx(78.52)
+    assert table["results"]["HRBench8K"]["base"]["score"] == pytest.approx(64.125)
+    assert "error" in table["results"]["MMStar"]["base"]
+    assert set(table["missing"]) == {"base/RealWorldQA", "base/BLINK", "trained/RealWorldQA", "trained/BLINK"}
+    assert table["average"]["base"]["datasets"] == 5
+    md = downstream.results_markdown(table)
+    assert "| MMBench_DEV_EN | 77.15 | 78.52 | +1.37 |" in md
+    assert "| RealWorldQA | – | – | – |" in md and "| MMStar | error | error | – |" in md
+    assert "No score file for" in md and "Unreadable score files" in md
+
+
+# ------------------------------------------------------------------------------------ the scripted path
+
+FAKE_VLMEVAL = textwrap.dedent(
+    '''
+    """Stand-in for VLMEvalKit's run.py: infer writes predictions, eval scores exact letters (hit = pred == answer)."""
+    import argparse, json, os
+    from pathlib import Path
+    import pandas as pd
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--config"); p.add_argument("--work-dir"); p.add_argument("--mode")
+    p.add_argument("--judge"); p.add_argument("--reuse", action="store_true")
+    a = p.parse_args()
+    cfg = json.load(open(a.config))
+    assert os.environ.get("SPLIT_THINK") == "0"
+    for model, entry in cfg["model"].items():
+        assert entry["use_custom_prompt"] is False and "<answer>" in entry["system_prompt"]
+        out = Path(a.work_dir) / model / "T20260101_G0000"
+        out.mkdir(parents=True, exist_ok=True)
+        for dataset in cfg["data"]:
+            pred = out / f"{model}_{dataset}.xlsx"
+            if a.mode == "infer":
+                good = model == "trained"
+                df = pd.DataFrame({
+                    "index": [0, 1, 2, 3], "question": ["q"] * 4,
+                    "A": ["x"] * 4, "B": ["y"] * 4, "C": ["z"] * 4, "answer": ["A", "B", "C", "A"],
+                    "prediction": [
+                        "<think>...</think> <answer>A</answer>",
+                        "<think>...</think> <answer>(B)</answer>" if good else "<think>...</think> <answer>C</answer>",
+                        "<think>...</think> <answer>C. z</answer>" if good else "I think it is C because z",
+                        "<think>...</think>",
+                    ],
+                })
+                df.to_excel(pred, index=False)
+            else:
+                assert a.judge == "exact_matching" and a.reuse
+                df = pd.read_excel(pred)
+                hit = (df["prediction"].astype(str) == df["answer"]).mean()
+                pd.DataFrame({"split": ["none"], "Overall": [hit]}).to_csv(
+                    out / f"{model}_{dataset}_acc.csv", index=False)
+    '''
+)
+
+
+def test_eval_downstream_script_end_to_end(tmp_path):
+    fake = tmp_path / "fake_vlmeval.py"
+    fake.write_text(FAKE_VLMEVAL)
+    base, trained = tmp_path / "ckpt_base", tmp_path / "ckpt_trained"
+    base.mkdir()
+    trained.mkdir()
+    work = tmp_path / "work"
+    env = {**os.environ, "VLMEVAL": f"{sys.executable} {fake}", "WORK_DIR": str(work)}
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "eval_downstream.sh"), f"base={base}", f"trained={trained}",
+         "--", "MMBench_DEV_EN", "MMVP"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = json.loads((work / "results.json").read_text())
+    # base: A right, C wrong, free text -> no answer (Z), no tag -> Z: 1/4. trained: 3/4.
+    assert table["results"]["MMBench_DEV_EN"]["base"]["score"] == pytest.approx(25.0)
+    assert table["results"]["MMVP"]["trained"]["score"] == pytest.approx(75.0)
+    assert "| MMBench_DEV_EN | 25.00 | 75.00 | +50.00 |" in (work / "results.md").read_text()
+    pred = pd.read_excel(work / "base" / "T20260101_G0000" / "base_MMBench_DEV_EN.xlsx")
+    assert list(pred["prediction"]) == ["A", "C", "Z", "Z"]
+    assert pred["raw_prediction"][2] == "I think it is C because z"
+    assert "4 rows: 2 answered" in proc.stdout
+
+
+def test_eval_downstream_script_rejects_bad_arguments(tmp_path):
+    script = str(REPO / "scripts" / "eval_downstream.sh")
+    env = {**os.environ, "WORK_DIR": str(tmp_path / "w")}
+    proc = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "NAME=CKPT_DIR" in proc.stderr
+    proc = subprocess.run(["bash", script, f"m={tmp_path / 'missing'}"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
