@@ -18,8 +18,9 @@ The reward of one response is::
 so ``score`` always lies in [0, 1].
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here, on purpose: verl executes this file under a module name that
+# is not in ``sys.modules``, and ``dataclasses`` then fails to resolve string annotations (AttributeError at
+# load time). tests/test_reward_verl.py loads the file exactly that way.
 import json
 import logging
 import math

@@ -1,0 +1,162 @@
+"""Per-task reward figures in the *training* metrics of verl 0.9.1 (TensorBoard, console, wandb, ...).
+
+verl logs the extra keys of a reward function (``acc``, ``format``, ...) per data source for validation only.
+In the V1 trainer (the default, ``trainer.use_v1=True``) reward managers run inside the rollout workers and
+their ``reward_extra_info`` lands in TransferQueue next to each response, but nothing moves it into the
+trainer's metrics dict, so a custom reward manager cannot make training figures appear. The one object that
+both sees every training batch and returns metrics the trainer logs is the replay buffer: the trainer merges
+the second value of ``ReplayBuffer.sample()`` into each step's metrics, and verl lets users swap in their
+own replay buffer class by path. This module provides one that adds, for every data source (``ssl_<task>``)
+in the sampled batch::
+
+    train/<data_source>/<key>              mean over the batch's responses of each numeric reward key
+                                           (score, acc, format, partial, answered for verl_ext.reward)
+    train/<data_source>/flat_groups        fraction of prompts whose rollouts all got the same score
+                                           (no GRPO advantage, no learning signal)
+    train/<data_source>/responses_total    number of responses behind the figures
+
+Enable it (sync trainer, the default ``trainer.v1.trainer_mode=sync``)::
+
+    trainer.v1.sampler.custom_sampler.path=verl_ext/reward_manager.py
+    trainer.v1.sampler.custom_sampler.name=TaskMetricsReplayBuffer
+
+For the async trainer modes use ``name=TaskMetricsReplayBufferAsync``.
+
+Caveat: verl hands a custom sampler only the base constructor arguments, so DAPO group filtering
+(``algorithm.filter_groups``) and ``trainer.v1.sampler.sync_refill_failed_groups`` are not wired in by
+verl; pass them through ``+trainer.v1.sampler.sampler_kwargs.<name>=<value>`` (names of
+:data:`_FORWARDED_SAMPLER_KWARGS`) when you need them with this sampler.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from typing import Any, Iterable, Mapping
+
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+
+logger = logging.getLogger(__name__)
+
+METRIC_PREFIX = "train"
+
+# Optional ReplayBuffer arguments verl passes only to its built-in sampler; accepted from sampler_kwargs.
+_FORWARDED_SAMPLER_KWARGS = (
+    "filter_groups_metric",
+    "train_batch_size",
+    "gen_batch_size",
+    "max_inflight_gen_batches",
+    "sync_refill_failed_groups",
+)
+
+
+def _as_list(values: Any) -> list[Any]:
+    """A TransferQueue field (NonTensorStack, numpy array, list, ...) as a list of plain Python values."""
+    items = values.tolist() if hasattr(values, "tolist") else list(values)
+    return [getattr(item, "data", item) for item in items]
+
+
+def _final_positions(keys: list[str]) -> list[int]:
+    """Positions of the last output of every session (keys ``{uid}_{session}_{index}``), as verl's validation
+    keeps them: multi-output agent loops score only their final output."""
+    best: dict[str, tuple[int, int]] = {}
+    for pos, key in enumerate(keys):
+        parts = key.rsplit("_", 2)
+        session, index = (f"{parts[0]}_{parts[1]}", int(parts[2])) if len(parts) == 3 and parts[2].isdigit() else (key, 0)
+        if session not in best or index > best[session][0]:
+            best[session] = (index, pos)
+    return sorted(pos for _, pos in best.values())
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def task_metrics(
+    keys: list[str], data_sources: Iterable[Any], reward_infos: Iterable[Any], prefix: str = METRIC_PREFIX
+) -> dict[str, float]:
+    """Per-data-source means of the numeric reward keys of one batch (see the module docstring for names).
+
+    ``keys``, ``data_sources`` and ``reward_infos`` are aligned per response; ``reward_infos`` holds each
+    response's ``reward_extra_info`` dict (missing or non-dict entries count as responses without figures).
+    """
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    responses: dict[str, int] = defaultdict(int)
+    group_scores: dict[str, dict[str, set[float]]] = defaultdict(lambda: defaultdict(set))
+    for key, source, info in zip(keys, data_sources, reward_infos, strict=True):
+        source = str(source)
+        responses[source] += 1
+        if not isinstance(info, Mapping):
+            continue
+        for name, value in info.items():
+            number = _numeric(value)
+            if number is not None:
+                sums[source][name] += number
+                counts[source][name] += 1
+        score = _numeric(info.get("score"))
+        if score is not None:
+            group_scores[source][key.split("_", 1)[0]].add(score)
+
+    metrics: dict[str, float] = {}
+    for source, total in responses.items():
+        for name, value in sums[source].items():
+            metrics[f"{prefix}/{source}/{name}"] = value / counts[source][name]
+        groups = group_scores[source]
+        if groups:
+            metrics[f"{prefix}/{source}/flat_groups"] = sum(len(s) == 1 for s in groups.values()) / len(groups)
+        metrics[f"{prefix}/{source}/responses_total"] = float(total)
+    return metrics
+
+
+class _TaskMetricsMixin:
+    """Adds :func:`task_metrics` of every sampled training batch to the metrics ``sample()`` returns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        sampler_kwargs = kwargs.get("sampler_kwargs") or {}
+        for name in _FORWARDED_SAMPLER_KWARGS:
+            if name in sampler_kwargs and name not in kwargs:
+                kwargs[name] = sampler_kwargs[name]
+        super().__init__(*args, **kwargs)
+        self._metrics_failed = False
+
+    def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[Any, dict]:
+        batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
+        if partition_id == "train" and batch.keys:
+            metrics = {**metrics, **self._batch_task_metrics(batch)}
+        return batch, metrics
+
+    def _batch_task_metrics(self, batch: Any) -> dict[str, float]:
+        import transfer_queue as tq
+
+        try:
+            positions = _final_positions(list(batch.keys))
+            keys = [batch.keys[i] for i in positions]
+            data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["data_source", "extra_fields"])
+            sources = _as_list(data["data_source"])
+            extra = _as_list(data["extra_fields"])
+            infos = [e.get("reward_extra_info") if isinstance(e, Mapping) else None for e in extra]
+            return task_metrics(keys, sources, infos)
+        except Exception as error:  # noqa: BLE001 - a metric must never stop training
+            if not self._metrics_failed:
+                self._metrics_failed = True
+                logger.warning("per-task training metrics unavailable: %r", error)
+            return {}
+
+
+class TaskMetricsReplayBuffer(_TaskMetricsMixin, ReplayBuffer):
+    """verl's synchronous replay buffer plus per-task training metrics (``trainer.v1.trainer_mode=sync``)."""
+
+
+class TaskMetricsReplayBufferAsync(_TaskMetricsMixin, ReplayBufferAsync):
+    """verl's asynchronous replay buffer plus per-task training metrics (async trainer modes)."""
+
+
+__all__ = ["TaskMetricsReplayBuffer", "TaskMetricsReplayBufferAsync", "task_metrics"]
