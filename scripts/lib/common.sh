@@ -1,0 +1,74 @@
+# Shared helpers for the run scripts. Source it; do not execute it.
+# Every check ends the script with a message that says what is wrong and what to do, never a stack trace.
+
+# The repository root (this file lives in <repo>/scripts/lib).
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# Print a message to stderr, prefixed with the calling script's name.
+info() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+
+warn() { printf '[%s] WARNING: %s\n' "$(basename "$0")" "$*" >&2; }
+
+# End the script with an error. Arguments are printed one per line, so a message can carry a hint.
+die() {
+  printf '\n[%s] ERROR: %s\n' "$(basename "$0")" "$1" >&2
+  shift
+  local line
+  for line in "$@"; do printf '  %s\n' "$line" >&2; done
+  printf '\n' >&2
+  exit 1
+}
+
+# Absolute form of a path given relative to the caller's working directory (the path need not exist).
+abspath() {
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$PWD/$1" ;;
+  esac
+}
+
+# Succeeds when the Hydra arguments only ask for information (print the config, help), so no GPU is needed.
+hydra_print_only() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --cfg | --cfg=* | -c | --help | -h | --hydra-help | --info | --info=* | -i) return 0 ;;
+    esac
+  done
+  return 1
+}
+
+# Value of KEY=... among Hydra overrides (with or without a leading + or ++), or nothing.
+hydra_override_value() {
+  local key="$1" arg
+  shift
+  for arg in "$@"; do
+    arg="${arg#++}"
+    arg="${arg#+}"
+    case "$arg" in "$key="*) printf '%s\n' "${arg#"$key="}" ;; esac
+  done
+}
+
+# Number of NVIDIA GPUs visible here: asks nvidia-smi, or torch when nvidia-smi is not installed.
+gpu_count() {
+  if command -v nvidia-smi > /dev/null 2>&1; then
+    nvidia-smi -L 2> /dev/null | grep -c '^GPU ' || true
+  else
+    "${PYTHON:-python}" -c 'import torch; print(torch.cuda.device_count())' 2> /dev/null || echo 0
+  fi
+}
+
+# Fail unless DIR is a Hugging Face model folder with a config and an image processor.
+require_model_dir() {
+  local dir="$1"
+  [[ -e "$dir" ]] || die "no model at MODEL_PATH=$dir (the folder does not exist)." \
+    "Point MODEL_PATH at a local Hugging Face folder, e.g. after" \
+    "  huggingface-cli download Qwen/Qwen2.5-VL-3B-Instruct --local-dir models/Qwen2.5-VL-3B-Instruct" \
+    "(for a CPU smoke test: python scripts/make_tiny_model.py --out models/tiny-qwen2.5-vl)."
+  [[ -f "$dir/config.json" ]] || die "no model at MODEL_PATH=$dir (no config.json in it)." \
+    "MODEL_PATH must be the folder that holds config.json and the *.safetensors weights."
+  [[ -f "$dir/preprocessor_config.json" || -f "$dir/processor_config.json" ]] || die \
+    "the model at MODEL_PATH=$dir has no image processor (no preprocessor_config.json / processor_config.json)." \
+    "Without it verl would treat the model as text-only and drop the puzzle images. Copy the processor files" \
+    "of the base model into that folder."
+}

@@ -1,0 +1,169 @@
+"""Checks scripts/run_grpo.sh runs before it starts verl, so that a bad setup ends with a message, not a trace.
+
+Subcommands (each prints its result on stdout and any problem on stderr, exit status 2 on a problem):
+
+* ``data-files DATA_DIR --task T --source S [--allow-eval-images]``: reads the builder's ``manifest.json``,
+  checks the train and val parquet files exist and hold rows, and prints two lines: the Hydra values for
+  ``data.train_files`` and ``data.val_files``.
+* ``config-value CONFIG_DIR CONFIG_NAME KEY [OVERRIDE ...]``: composes the config exactly as verl will and
+  prints one value (used for the prompt-token budget the builder must respect).
+* ``latest-step SAVE_DIR``: prints the step verl would resume from, or nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class PreflightError(Exception):
+    """A problem the user can fix; its message is shown as is."""
+
+
+def hydra_list(paths: list[Path]) -> str:
+    """A Hydra override value for a list of paths: ``['/a/train.parquet','/b/x.parquet']``."""
+    for path in paths:
+        if any(char in str(path) for char in "'\\"):
+            raise PreflightError(f"path {path} contains a quote or backslash; move the data to a plainer path")
+    return "[" + ",".join(f"'{path}'" for path in paths) + "]"
+
+
+def parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows
+    except Exception as error:  # a truncated or non-parquet file: say which one
+        raise PreflightError(f"cannot read {path} as parquet ({error}); delete the folder and build it again")
+
+
+def read_manifest(data_dir: Path) -> dict:
+    manifest_path = data_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise PreflightError(f"no puzzles in DATA_DIR={data_dir} (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise PreflightError(f"{manifest_path} is not valid JSON ({error}); delete it and build again")
+    for key in ("train_split", "val_split"):
+        if not manifest.get(key):
+            raise PreflightError(f"{manifest_path} has no '{key}'; it was not written by build_benchmarks/build.py")
+    return manifest
+
+
+def split_file(data_dir: Path, manifest: dict, split: str) -> Path:
+    path = data_dir / f"{split}.parquet"
+    if not path.is_file():
+        raise PreflightError(f"{path} is missing although manifest.json names split '{split}'; build again")
+    rows = parquet_rows(path)
+    if rows == 0:
+        skips = manifest.get("skips") or {}
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in skips.items()) or "none recorded"
+        raise PreflightError(
+            f"{path} holds no puzzles (0 rows). Images the builder skipped, by reason: {reasons}. "
+            "Check the builder's input, or relax its knobs (e.g. a larger --max-prompt-tokens)."
+        )
+    return path
+
+
+def data_files(data_dir: Path, task: str, source: str, allow_eval_images: bool) -> tuple[list[Path], list[Path]]:
+    """Train and val parquet files of a built dataset, after checking that they exist and are not empty.
+
+    By default the model validates on puzzles made from images it never trains on (the manifest's val split).
+    ``allow_eval_images`` adds the val split's puzzles to the training files as well (SSL4RL's transductive
+    setting): the caller must warn about it.
+    """
+    manifest = read_manifest(data_dir)
+    built = (manifest.get("task"), manifest.get("source"))
+    if built != (task, source):
+        raise PreflightError(
+            f"DATA_DIR={data_dir} holds puzzles for task={built[0]} source={built[1]}, not task={task} "
+            f"source={source}; use another DATA_DIR (or leave it unset for the default per task and source)"
+        )
+    train_split, val_split = manifest["train_split"], manifest["val_split"]
+    if train_split == val_split:
+        raise PreflightError(f"manifest.json names the same split '{train_split}' for training and validation")
+    train = [split_file(data_dir, manifest, train_split)]
+    val = [split_file(data_dir, manifest, val_split)]
+    if allow_eval_images:
+        train.append(val[0])
+    return train, val
+
+
+def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:
+    """One key of the composed config, composed the way ``main_ppo --config-dir`` does it."""
+    try:  # verl's config package imports torchvision, which needs a fix on CPU-only machines
+        from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+    except ImportError:
+        pass
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    if not (config_dir / f"{config_name}.yaml").is_file():
+        raise PreflightError(f"no config {config_name}.yaml in {config_dir}")
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            config = compose(config_name, overrides=["hydra.searchpath=[pkg://verl.trainer.config]", *overrides])
+    except (HydraException, OmegaConfBaseException) as error:
+        raise PreflightError(f"config {config_name} does not compose with overrides {overrides}: {error}")
+    return str(OmegaConf.select(config, key))
+
+
+def latest_step(save_dir: Path) -> int | None:
+    """The step verl's ``resume_mode=auto`` restarts from (its own tracker file), if that checkpoint exists."""
+    tracker = save_dir / "latest_checkpointed_iteration.txt"
+    if not tracker.is_file():
+        return None
+    try:
+        step = int(tracker.read_text().strip())
+    except ValueError:
+        return None
+    return step if (save_dir / f"global_step_{step}").is_dir() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    files = commands.add_parser("data-files")
+    files.add_argument("data_dir", type=Path)
+    files.add_argument("--task", required=True)
+    files.add_argument("--source", required=True)
+    files.add_argument("--allow-eval-images", action="store_true")
+    value = commands.add_parser("config-value")
+    value.add_argument("config_dir", type=Path)
+    value.add_argument("config_name")
+    value.add_argument("key")
+    value.add_argument("overrides", nargs="*")
+    latest = commands.add_parser("latest-step")
+    latest.add_argument("save_dir", type=Path)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "data-files":
+            train, val = data_files(args.data_dir, args.task, args.source, args.allow_eval_images)
+            print(hydra_list(train))
+            print(hydra_list(val))
+            for label, paths in (("train", train), ("val", val)):
+                described = ", ".join(f"{path.name} ({parquet_rows(path)} puzzles)" for path in paths)
+                print(f"{label}: {described}", file=sys.stderr)
+        elif args.command == "config-value":
+            print(config_value(args.config_dir.resolve(), args.config_name, args.key, args.overrides))
+        else:
+            step = latest_step(args.save_dir)
+            if step is not None:
+                print(step)
+    except PreflightError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
