@@ -1,0 +1,285 @@
+"""The build: source items -> chunks -> worker processes -> ordered rows -> atomic per-split parquet files.
+
+The main process reads the source (cheap: still-encoded images), drops stored repeats, cuts the stream into
+fixed-size chunks and hands them to a process pool; results come back in chunk order, so rows, their numbering
+and every dedupe decision are the same whatever ``--workers`` is.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import asdict
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from verl_ext import __version__
+from verl_ext.build.plan import BuildConfig, BuildPlan, make_plan
+from verl_ext.build.worker import ChunkResult, Outcome, Worker, init_worker, run_chunk
+from verl_ext.build.writer import MANIFEST, SplitWriter, remove_stale_temporaries, split_file, write_json_atomic
+from verl_ext.sources import RawDeduper, RawItem, SkipCounter, iter_raw, resolve_input
+from verl_ext.sources.base import SourceSpec
+
+# Items per chunk. Fixed (never derived from --workers) because contrastive pairs form inside a chunk.
+CHUNK_ITEMS = 16
+CHUNK_ITEMS_WITH_PARTNERS = 32
+
+
+def build(config: BuildConfig) -> dict[str, Any]:
+    """Run one build and return its manifest (also written to ``<output>/manifest.json``)."""
+    started = time.perf_counter()
+    spec, path = resolve_input(config.source, config.input)
+    plan = make_plan(config, spec.name)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output)
+
+    state = _BuildState(plan)
+    writer = SplitWriter(output)
+    chunk_items = CHUNK_ITEMS_WITH_PARTNERS if any(t.needs_partner for t in plan.tasks) else CHUNK_ITEMS
+    items = _limited_items(spec, path, config, state)
+    progress = _progress(config, spec)
+    try:
+        for result, size in _ordered_results(plan, config.workers, _chunks(items, chunk_items)):
+            state.take(result, writer)
+            progress.update(size)
+            progress.set_postfix(rows=sum(writer.rows.values()), skipped=sum(state.skips.values()), refresh=False)
+        state.finish(writer)
+        if not writer.rows:
+            raise RuntimeError(f"no puzzle could be made from {path or spec.name}; skips: {dict(state.skips)}")
+        files = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        progress.close()
+
+    seconds = time.perf_counter() - started
+    manifest = _manifest(config, spec, plan, state, writer.rows, seconds)
+    _remove_stale_splits(output, set(files))
+    write_json_atomic(output / MANIFEST, manifest)
+    _print_summary(manifest, output, state.errors)
+    return manifest
+
+
+class _BuildState:
+    """Main-process bookkeeping: skips, dedupe by content, cross-chunk contrastive pairs, row statistics."""
+
+    def __init__(self, plan: BuildPlan) -> None:
+        self.plan = plan
+        self.skips = SkipCounter()
+        self.notes: Counter = Counter()
+        self.errors: list[str] = []
+        self.seen: set[tuple[str, int]] = set()
+        self.waiting: list = []  # partner-task units waiting for a partner from a later chunk
+        self.carved = False
+        self.tokens: dict[str, list[int]] = {}
+        self.by_task: dict[str, Counter] = {}
+        self.balance: dict[str, Counter] = {}
+        self._pairer: Worker | None = None
+
+    def take(self, result: ChunkResult, writer: SplitWriter) -> None:
+        self.notes.update(result.notes)
+        self.errors.extend(result.errors[: max(0, 3 - len(self.errors))])
+        for outcome in result.outcomes:
+            self._emit(outcome, writer, check=True)
+        for unit in result.leftovers:
+            if unit.key in self.seen:
+                self.skips.skip("duplicate image")
+                continue
+            self.seen.add(unit.key)
+            outcomes, self.waiting = self._worker().pair_up(self.waiting, [unit], self.errors)
+            for outcome in outcomes:
+                self._emit(outcome, writer, check=False)
+
+    def finish(self, writer: SplitWriter) -> None:
+        if self.waiting:
+            self.skips.skip("no contrastive partner left (odd one out)", len(self.waiting))
+            self.waiting = []
+
+    def _worker(self) -> Worker:
+        if self._pairer is None:
+            self._pairer = Worker(self.plan)
+        return self._pairer
+
+    def _emit(self, outcome: Outcome, writer: SplitWriter, check: bool) -> None:
+        if outcome.skip is not None:
+            self.skips.skip(outcome.skip)
+            return
+        if check:
+            repeated = [key for key in outcome.keys if key in self.seen]
+            if repeated:
+                self.skips.skip("duplicate image", len(repeated))
+                if len(outcome.keys) > len(repeated):
+                    self.skips.skip("partner of a duplicate image", len(outcome.keys) - len(repeated))
+                return
+            self.seen.update(outcome.keys)
+        for row in outcome.rows:
+            info = row["extra_info"]
+            split = info["split"]
+            self.carved |= info["source_split"] == ""
+            self.tokens.setdefault(split, []).append(info["prompt_tokens"])
+            self.by_task.setdefault(split, Counter())[info["task"]] += 1
+            if any(t.needs_partner and t.name == info["task"] for t in self.plan.tasks):
+                self.balance.setdefault(split, Counter())["negative" if info["partner_content_id"] else "positive"] += 1
+            writer.add(row)
+
+
+def _limited_items(spec: SourceSpec, path: Path | None, config: BuildConfig, state: _BuildState) -> Iterator[RawItem]:
+    """Source items minus stored repeats, at most ``--limit`` per source split."""
+    done: set[str] = set()
+    taken: Counter = Counter()
+    repeats = RawDeduper()
+    for item in iter_raw(spec, path, state.skips, carve=config.carve, done_splits=done):
+        bucket = item.split or ""
+        if config.limit is not None and taken[bucket] >= config.limit:
+            done.add(bucket)
+            continue
+        reason = repeats.repeat_reason(item)
+        if reason is not None:
+            state.skips.skip(reason)
+            continue
+        taken[bucket] += 1
+        yield item
+
+
+def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _ordered_results(
+    plan: BuildPlan, workers: int, chunks: Iterator[list[RawItem]]
+) -> Iterator[tuple[ChunkResult, int]]:
+    """Chunk results in chunk order: inline with one worker, else from a pool with a bounded look-ahead."""
+    if workers <= 1:
+        init_worker(plan)
+        for chunk in chunks:
+            yield run_chunk(chunk), len(chunk)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    # fork starts workers in milliseconds and shares the loaded task registry; spawn is the portable fallback.
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(workers, initializer=init_worker, initargs=(plan,)) as pool:
+        window: deque = deque()
+        for chunk in chunks:
+            window.append((pool.apply_async(run_chunk, (chunk,)), len(chunk)))
+            # Enough chunks in flight to keep every worker busy, few enough to bound memory.
+            if len(window) >= 2 * workers + 1:
+                pending, size = window.popleft()
+                yield pending.get(), size
+        while window:
+            pending, size = window.popleft()
+            yield pending.get(), size
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(config: BuildConfig, spec: SourceSpec) -> Any:
+    if not config.progress:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(desc=f"{config.task} <- {spec.name}", unit="img", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+
+
+def _roles(spec: SourceSpec, splits: dict[str, int], carved: bool) -> tuple[str | None, str | None]:
+    """Which output split to train on and which to validate on (None when the build made none)."""
+    if carved:
+        return ("train" if "train" in splits else None), ("val" if "val" in splits else None)
+    train = spec.train_split if spec.train_split in splits else ("train" if "train" in splits else None)
+    val = spec.val_split if spec.val_split in splits else next(
+        (s for s in ("val", "validation", "dev") if s in splits), None
+    )
+    return train, val
+
+
+def _manifest(
+    config: BuildConfig, spec: SourceSpec, plan: BuildPlan, state: _BuildState, rows: dict[str, int], seconds: float
+) -> dict[str, Any]:
+    train_split, val_split = _roles(spec, rows, state.carved)
+    total = sum(rows.values())
+    args = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(config).items()}
+    args["limits"] = asdict(config.limits)
+    return {
+        "task": config.task,
+        "tasks": {t.name: t.weight for t in plan.tasks},
+        "source": spec.name,
+        "input": str(config.input) if config.input else None,
+        "train_split": train_split,
+        "val_split": val_split,
+        "splits": dict(sorted(rows.items())),
+        "files": {split: split_file(Path("."), split).name for split in sorted(rows)},
+        "skips": dict(state.skips.most_common()),
+        "normalised": dict(state.notes.most_common()),
+        "seed": config.seed,
+        "difficulty": {t.name: t.difficulty for t in plan.tasks},
+        "knobs": {t.name: t.knobs for t in plan.tasks},
+        "max_prompt_tokens": config.max_prompt_tokens,
+        "prompt_tokens": {
+            split: {"max": max(values), "mean": round(sum(values) / len(values), 1)}
+            for split, values in sorted(state.tokens.items())
+        },
+        "prompt_tokens_exact": plan.tokenizer is not None,
+        "rows_by_task": {split: dict(sorted(c.items())) for split, c in sorted(state.by_task.items())},
+        "contrastive_balance": {split: dict(sorted(c.items())) for split, c in sorted(state.balance.items())},
+        "image_format": config.image_format,
+        "puzzles_per_image": config.puzzles_per_image,
+        "workers": config.workers,
+        "seconds": round(seconds, 3),
+        "puzzles_per_second": round(total / seconds, 2) if seconds > 0 else None,
+        "args": args,
+        "version": __version__,
+    }
+
+
+def _remove_stale_splits(output: Path, keep: set[Path]) -> None:
+    """Remove split files a previous build in this folder wrote that this build did not (per its manifest)."""
+    import json
+
+    old = output / MANIFEST
+    if not old.is_file():
+        return
+    try:
+        previous = json.loads(old.read_text(encoding="utf-8")).get("splits", {})
+    except (ValueError, OSError):
+        return
+    for split in previous:
+        path = split_file(output, split)
+        if path not in keep:
+            path.unlink(missing_ok=True)
+
+
+def _print_summary(manifest: dict[str, Any], output: Path, errors: list[str]) -> None:
+    out = sys.stderr
+    total = sum(manifest["splits"].values())
+    print(
+        f"built {total} puzzles ({manifest['task']} from {manifest['source']}) in {manifest['seconds']:.1f} s, "
+        f"{manifest['puzzles_per_second']} puzzles/s -> {output}",
+        file=out,
+    )
+    for split, rows in manifest["splits"].items():
+        role = " (train)" if split == manifest["train_split"] else " (val)" if split == manifest["val_split"] else ""
+        tokens = manifest["prompt_tokens"][split]
+        print(f"  {split}{role}: {rows} rows, prompt tokens max {tokens['max']} mean {tokens['mean']}", file=out)
+    if manifest["skips"]:
+        print("  skipped: " + ", ".join(f"{reason} {n}" for reason, n in manifest["skips"].items()), file=out)
+    if manifest["normalised"]:
+        print("  normalised: " + ", ".join(f"{what} {n}" for what, n in manifest["normalised"].items()), file=out)
+    if manifest["train_split"] is None:
+        print("  note: no training split was made (use --carve to split a single benchmark split)", file=out)
+    for error in errors:
+        print(f"  task error (counted as a skip; --strict raises):\n{error}", file=out)

@@ -1,0 +1,250 @@
+"""The work done for each chunk of source items, in a worker process (or inline with one worker).
+
+For every item: decode, content id, split, then puzzles. Tasks that need a partner picture (contrastive) are
+made in pairs of units from the same split: one positive from one picture, one negative from the other with
+the first as its partner, so every pair adds exactly one positive and one negative to its split. Units that
+find no partner in their chunk go back to the main process, which pairs them across chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from verl_ext.build.budget import PromptCounter, fit_to_budget, make_counter
+from verl_ext.build.plan import BuildPlan, TaskPlan
+from verl_ext.build.rows import make_row
+from verl_ext.images import content_id
+from verl_ext.sources import item_split
+from verl_ext.sources.base import RawItem
+from verl_ext.sources.decode import ImageSkip, decode_item
+from verl_ext.tasks import get_task
+from verl_ext.tasks.base import PuzzleSkip
+
+# Mean absolute difference (0..255) of 16x16 grey thumbnails under which two pictures count as the same
+# picture (a resized or re-encoded copy) and may not be a contrastive negative.
+NEAR_DUPLICATE = 4.0
+
+
+@dataclass
+class Unit:
+    """One puzzle to make: puzzle ``k`` of a decoded picture, for one task."""
+
+    item: RawItem
+    image: Image.Image
+    content_id: str
+    split: str
+    k: int
+    task: TaskPlan
+    thumb: np.ndarray | None = None
+
+    @property
+    def group(self) -> str:
+        return self.item.group or self.content_id
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.content_id, self.k)
+
+
+@dataclass
+class Outcome:
+    """Rows made together (one, or a contrastive pair), or a skip; ``keys`` are their pictures' (content id, k)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[tuple[str, int]] = field(default_factory=list)
+    skip: str | None = None
+
+
+@dataclass
+class ChunkResult:
+    outcomes: list[Outcome]
+    leftovers: list[Unit]  # partner-task units without a partner in this chunk
+    notes: Counter
+    errors: list[str]  # first tracebacks of unexpected task errors
+
+
+class Worker:
+    """Per-process state: the plan, task objects and prompt counter (loaded once per process)."""
+
+    def __init__(self, plan: BuildPlan) -> None:
+        self.plan = plan
+        self.counter: PromptCounter = make_counter(plan.tokenizer)
+        self.tasks = {t.name: get_task(t.name) for t in plan.tasks}
+
+    # ---- items -> units
+
+    def process_chunk(self, chunk: list[RawItem]) -> ChunkResult:
+        notes: Counter = Counter()
+        errors: list[str] = []
+        outcomes: list[Outcome] = []
+        partner_units: list[Unit] = []
+        seen: set[str] = set()
+        for item in chunk:
+            try:
+                image = decode_item(item, self.plan.limits, notes)
+            except ImageSkip as skip:
+                outcomes.append(Outcome(skip=str(skip)))
+                continue
+            cid = content_id(image)
+            if cid in seen:
+                outcomes.append(Outcome(skip="duplicate image"))
+                continue
+            seen.add(cid)
+            split = item_split(item, cid, self.plan.val_fraction)
+            prepared: dict[str, Image.Image] = {}
+            for k in range(self.plan.puzzles_per_image):
+                task = self.plan.task_for(item.source_id, k)
+                if task.name not in prepared:
+                    prepared[task.name] = _reduce(image, task.source_pixels)
+                unit = Unit(item, prepared[task.name], cid, split, k, task)
+                if task.needs_partner:
+                    unit.thumb = _thumb(image)
+                    partner_units.append(unit)
+                else:
+                    outcomes.append(self.single(unit, errors))
+        pairs, leftovers = self.pair_up([], partner_units, errors)
+        outcomes.extend(pairs)
+        return ChunkResult(outcomes, leftovers, notes, errors)
+
+    # ---- puzzles
+
+    def single(self, unit: Unit, errors: list[str]) -> Outcome:
+        try:
+            return Outcome(rows=[self.row(unit, None, {})], keys=[unit.key])
+        except PuzzleSkip as skip:
+            return Outcome(skip=str(skip))
+        except Exception as error:  # noqa: BLE001 - a task bug on one picture must not end a long build
+            return Outcome(skip=self._task_error(unit, error, errors))
+
+    def row(self, unit: Unit, partner: Unit | None, extra_knobs: dict[str, Any]) -> dict[str, Any]:
+        """Make, fit and encode one puzzle of ``unit`` (raises PuzzleSkip)."""
+        task = unit.task
+        rng = self.plan.rng(task.name, unit.item.source_id, unit.k)
+        puzzle = self.tasks[task.name].make(
+            unit.image, rng, partner=partner.image if partner else None, **task.knobs, **extra_knobs
+        )
+        if puzzle.prompt.count("<image>") != len(puzzle.images) or not puzzle.images:
+            raise RuntimeError(
+                f"task {task.name} returned {len(puzzle.images)} images for "
+                f"{puzzle.prompt.count('<image>')} <image> placeholders"
+            )
+        fitted = fit_to_budget(puzzle.images, puzzle.prompt, self.plan.max_prompt_tokens, self.counter)
+        info = {
+            "source": self.plan.source,
+            "split": unit.split,
+            "source_id": unit.item.source_id,
+            "content_id": unit.content_id,
+            "difficulty": task.difficulty,
+            "prompt_tokens": fitted.prompt_tokens,
+            "partner_content_id": partner.content_id if partner else "",
+            "source_split": unit.item.split or "",
+            "puzzle_k": unit.k,
+            "image_scale": round(fitted.scale, 6),
+            "prompt_tokens_exact": self.counter.exact,
+        }
+        return make_row(
+            task=task.name, puzzle=puzzle, images=fitted.images, image_format=self.plan.image_format, info=info
+        )
+
+    def pair_up(
+        self, pending: list[Unit], units: list[Unit], errors: list[str]
+    ) -> tuple[list[Outcome], list[Unit]]:
+        """Pair ``units`` (in order) with each other and with ``pending`` ones of the same task and split.
+
+        A unit pairs with the earliest waiting unit that shows a different picture; if making the pair fails
+        for one side, that side is skipped and the other keeps waiting. Returns the outcomes and the units
+        still waiting.
+        """
+        outcomes: list[Outcome] = []
+        waiting = list(pending)
+        for unit in units:
+            while True:
+                partner = next((w for w in waiting if _can_pair(w, unit)), None)
+                if partner is None:
+                    waiting.append(unit)
+                    break
+                waiting.remove(partner)
+                outcome, failed = self.pair(partner, unit, errors)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    break
+                outcomes.extend(Outcome(skip=reason) for _, reason in failed)
+                failed_units = [u for u, _ in failed]
+                if partner not in failed_units:
+                    waiting.insert(0, partner)  # keeps its place: it was the earliest
+                if unit in failed_units:
+                    break
+        return outcomes, waiting
+
+    def pair(self, a: Unit, b: Unit, errors: list[str]) -> tuple[Outcome | None, list[tuple[Unit, str]]]:
+        """One positive and one negative from two units; or the units that failed, with reasons."""
+        task = a.task
+        if task.passes_positive:
+            # Which picture gives the positive is a coin flip fixed by the pair's ids.
+            coin = self.plan.rng(task.name, "pair", 0, a.item.source_id, a.k, b.item.source_id, b.k).random()
+            first, second = (a, b) if coin < 0.5 else (b, a)
+            jobs = [(first, None, {"positive": True}), (second, first, {"positive": False})]
+        else:
+            first, second = a, b
+            jobs = [(a, b, {}), (b, a, {})]
+        rows = []
+        for unit, partner, knobs in jobs:
+            try:
+                rows.append(self.row(unit, partner, knobs))
+            except PuzzleSkip as skip:
+                return None, [(unit, str(skip))]
+            except Exception as error:  # noqa: BLE001 - see single()
+                return None, [(unit, self._task_error(unit, error, errors))]
+        return Outcome(rows=rows, keys=[first.key, second.key]), []
+
+    def _task_error(self, unit: Unit, error: Exception, errors: list[str]) -> str:
+        if self.plan.strict:
+            raise error
+        if len(errors) < 3:
+            errors.append(f"{unit.task.name} on {unit.item.source_id}:\n{traceback.format_exc()}")
+        return f"task error ({type(error).__name__})"
+
+
+def _can_pair(a: Unit, b: Unit) -> bool:
+    if a.task.name != b.task.name or a.split != b.split:
+        return False
+    if a.content_id == b.content_id or a.group == b.group:
+        return False
+    assert a.thumb is not None and b.thumb is not None
+    return float(np.abs(a.thumb - b.thumb).mean()) >= NEAR_DUPLICATE
+
+
+def _thumb(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L").resize((16, 16), Image.Resampling.BOX), dtype=np.float32)
+
+
+def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
+    """Shrink a picture above ``max_pixels`` to about that size (never enlarges)."""
+    pixels = image.width * image.height
+    if pixels <= max_pixels:
+        return image
+    scale = math.sqrt(max_pixels / pixels)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+# ---- process-pool plumbing: one Worker per process, created by the pool initializer
+
+_WORKER: Worker | None = None
+
+
+def init_worker(plan: BuildPlan) -> None:
+    global _WORKER
+    _WORKER = Worker(plan)
+
+
+def run_chunk(chunk: list[RawItem]) -> ChunkResult:
+    assert _WORKER is not None, "init_worker was not called in this process"
+    return _WORKER.process_chunk(chunk)

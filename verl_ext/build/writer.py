@@ -1,0 +1,132 @@
+"""Atomic output: per-split parquet files that appear complete or not at all.
+
+Rows go to a hidden temporary file in the output folder; only when the whole build succeeded is each file
+flushed to disk (fsync) and renamed over ``<split>.parquet``, then ``manifest.json`` is written the same way.
+A build killed midway leaves at most hidden ``.tmp`` files, which the next build in that folder removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from verl_ext.build.rows import SCHEMA
+
+MANIFEST = "manifest.json"
+_TMP_MARK = ".tmp-"
+# Images are already compressed: compressing them again costs time for nothing.
+_COMPRESSION = {
+    "images.list.element.bytes": "NONE",
+    "images.list.element.path": "SNAPPY",
+    "data_source": "ZSTD",
+    "prompt.list.element.role": "ZSTD",
+    "prompt.list.element.content": "ZSTD",
+    "ability": "ZSTD",
+    "reward_model.style": "ZSTD",
+    "reward_model.ground_truth": "ZSTD",
+}
+_ROWS_PER_GROUP = 64
+
+
+def split_file(output: Path, split: str) -> Path:
+    return output / f"{split}.parquet"
+
+
+def remove_stale_temporaries(output: Path) -> int:
+    """Delete temporary files left by killed builds; returns how many."""
+    stale = [p for p in output.glob(".*") if _TMP_MARK in p.name and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    _fsync_file(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class SplitWriter:
+    """Numbers rows per split (``extra_info.index``) and streams them into per-split temporary parquet files."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.rows: dict[str, int] = {}
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._temps: dict[str, Path] = {}
+
+    def add(self, row: dict[str, Any]) -> None:
+        split = row["extra_info"]["split"]
+        row["extra_info"]["index"] = self.rows.get(split, 0)
+        self.rows[split] = self.rows.get(split, 0) + 1
+        buffer = self._buffers.setdefault(split, [])
+        buffer.append(row)
+        if len(buffer) >= _ROWS_PER_GROUP:
+            self._flush(split)
+
+    def _flush(self, split: str) -> None:
+        buffer = self._buffers.get(split)
+        if not buffer:
+            return
+        if split not in self._writers:
+            tmp = self.output / f".{split}.parquet{_TMP_MARK}{os.getpid()}"
+            self._temps[split] = tmp
+            self._writers[split] = pq.ParquetWriter(
+                tmp, SCHEMA, compression=_COMPRESSION, use_dictionary=["data_source", "ability", "prompt"]
+            )
+        self._writers[split].write_table(pa.Table.from_pylist(buffer, schema=SCHEMA))
+        buffer.clear()
+
+    def commit(self) -> dict[str, Path]:
+        """Flush, fsync and rename every split file into place; returns split -> final path."""
+        for split in list(self._buffers):
+            self._flush(split)
+        for writer in self._writers.values():
+            writer.close()
+        final = {}
+        for split, tmp in self._temps.items():
+            _fsync_file(tmp)
+            final[split] = split_file(self.output, split)
+            os.replace(tmp, final[split])
+        _fsync_dir(self.output)
+        self._writers.clear()
+        self._temps.clear()
+        return final
+
+    def abort(self) -> None:
+        """Drop everything written so far (temporaries only: earlier complete files stay untouched)."""
+        for writer in self._writers.values():
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - best effort while already failing
+                pass
+        for tmp in self._temps.values():
+            tmp.unlink(missing_ok=True)
+        self._writers.clear()
+        self._temps.clear()
