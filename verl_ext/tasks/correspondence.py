@@ -198,7 +198,9 @@ def _check_knobs(
     if not 0 <= perspective <= 0.25:
         raise ValueError(f"perspective must be in [0, 0.25], got {perspective}")
     if not (0 <= flip_probability <= 1 and 0 <= near_fraction <= 1):
-        raise ValueError(f"flip_probability and near_fraction must be in [0, 1], got {flip_probability}, {near_fraction}")
+        raise ValueError(
+            f"flip_probability and near_fraction must be in [0, 1], got {flip_probability}, {near_fraction}"
+        )
 
 
 def _sample_view(
@@ -307,7 +309,8 @@ class _Marker:
         cv2.circle(canvas, centre, radius, _RING_COLOUR, self.ring_width, cv2.LINE_AA, _SUBPIXEL_BITS)
         origin = (int(round(xy[0] + self.label_offset)), int(round(xy[1] - self.label_offset)))
         for colour, extra in ((_OUTLINE_COLOUR, 2), (_RING_COLOUR, 0)):
-            cv2.putText(canvas, label, origin, _FONT, self.font_scale, colour, self.text_thickness + extra, cv2.LINE_AA)
+            thickness = self.text_thickness + extra
+            cv2.putText(canvas, label, origin, _FONT, self.font_scale, colour, thickness, cv2.LINE_AA)
 
 
 def _textured(gray: np.ndarray, xy: Sequence[float], radius: int) -> bool:

@@ -82,7 +82,9 @@ class FlipTask(Task):
         """Build a puzzle; ``min_diff`` is the smallest :func:`visible_difference` a mirror must make."""
         rows, cols = int(rows), int(cols)
         if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID) or rows * cols < 2:
-            raise ValueError(f"flip grid must be 1..{MAX_GRID} x 1..{MAX_GRID} with at least 2 tiles, got {rows}x{cols}")
+            raise ValueError(
+                f"flip grid must be 1..{MAX_GRID} x 1..{MAX_GRID} with at least 2 tiles, got {rows}x{cols}"
+            )
         image = to_rgb(image)
         tile_w, tile_h = image.width // cols, image.height // rows
         if min(tile_w, tile_h) < min_tile:
@@ -92,7 +94,9 @@ class FlipTask(Task):
         trim_box = (left, top, left + tile_w * cols, top + tile_h * rows)
         array = np.asarray(image)[top : trim_box[3], left : trim_box[2]]
         tiles = [
-            array[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] for r in range(rows) for c in range(cols)
+            array[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w]
+            for r in range(rows)
+            for c in range(cols)
         ]
 
         # Visit (tile, direction) pairs in random order and keep the first whose mirror is visible: every pair
