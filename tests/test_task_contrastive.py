@@ -140,8 +140,10 @@ def test_labels_and_scoring() -> None:
 def test_skips_with_stable_reasons() -> None:
     with pytest.raises(PuzzleSkip, match="^image under 56 px$"):
         TASK.make(photos()["tiny"], np.random.default_rng(0), positive=True)
-    with pytest.raises(PuzzleSkip, match="^image under 56 px$"):
+    with pytest.raises(PuzzleSkip, match="^partner under 56 px$"):
         TASK.make(photos()["coffee"], np.random.default_rng(0), partner=photos()["tiny"], positive=False)
+    with pytest.raises(PuzzleSkip, match="^flat partner$"):
+        TASK.make(photos()["coffee"], np.random.default_rng(0), partner=flat(), positive=False)
     with pytest.raises(PuzzleSkip, match="^flat image$"):
         TASK.make(flat(), np.random.default_rng(0), positive=True)
 

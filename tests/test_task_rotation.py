@@ -50,35 +50,62 @@ def test_square_offset_is_random_along_the_long_side() -> None:
     assert len(lefts) > 5 and max(lefts) <= image.width - image.height
 
 
-def _turn_back(array: np.ndarray, angle: float) -> np.ndarray:
+def _turn_back(array: np.ndarray, angle: float, shift: list[float]) -> np.ndarray:
+    """Undo "turn ``angle`` counter-clockwise about the centre, then move by ``shift``"."""
     side = array.shape[0]
-    matrix = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), -angle, 1.0)
-    return cv2.warpAffine(array, matrix, (side, side), flags=cv2.INTER_LINEAR)
+    forward = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), angle, 1.0)
+    forward[:, 2] += shift
+    return cv2.warpAffine(array, cv2.invertAffineTransform(forward), (side, side), flags=cv2.INTER_LINEAR)
 
 
-def test_hard_preset_masks_every_angle_and_the_true_angle_fits_best() -> None:
-    image = photos()["astronaut"]
-    knobs = TASK.knobs_for("hard")
+def _sharpness(image: Image.Image) -> float:
+    """Mean absolute Laplacian inside the disc: how crisp a picture looks."""
+    gray = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    side = gray.shape[0]
+    yy, xx = np.mgrid[:side, :side]
+    inner = np.hypot(xx - (side - 1) / 2, yy - (side - 1) / 2) < side / 2 - 4
+    return float(np.abs(cv2.Laplacian(gray, cv2.CV_32F))[inner].mean())
+
+
+@pytest.mark.parametrize("form", ["single", "pair"])
+def test_hard_preset_masks_every_angle_and_the_true_angle_fits_best(form: str) -> None:
+    image = photos()["astronaut"].resize((256, 256), Image.Resampling.BOX)
+    knobs = {**TASK.knobs_for("hard"), "form": form}
     assert any(a % 90 for a in knobs["angles"])
-    outside = None
-    for seed in range(16):
+    side = 256
+    yy, xx = np.mgrid[:side, :side]
+    radius = np.hypot(xx - (side - 1) / 2, yy - (side - 1) / 2)
+    outside, inner = radius > side / 2 + 1, radius < side / 2 - 3
+    for seed in range(10):
         puzzle = TASK.make(image, np.random.default_rng(seed), **knobs)
-        assert puzzle.params["masked"] and puzzle.params["form"] == "single"
-        shown = np.asarray(puzzle.images[0]).astype(np.float32)
-        side = shown.shape[0]
-        assert shown.shape[:2] == (side, side) == (min(image.size) // 2,) * 2
-        yy, xx = np.mgrid[:side, :side]
-        radius = np.hypot(xx - (side - 1) / 2, yy - (side - 1) / 2)
-        if outside is None:
-            outside = radius > side / 2 + 1
-        # The same black frame whatever the angle: the corners carry no information.
-        assert np.all(shown[outside] == 0)
-        # Invert: the square cut from the source, halved, matches the picture turned back by the answer best.
-        reference = np.asarray(Image.fromarray(_square(image, puzzle.params["crop_box"])).reduce(2)).astype(np.float32)
-        inner = radius < side / 2 - 3
-        errors = {a: np.abs(_turn_back(shown, a)[inner] - reference[inner]).mean() for a in knobs["angles"]}
-        assert min(errors, key=errors.get) == int(puzzle.answer)
-        assert errors[int(puzzle.answer)] < 8
+        assert puzzle.params["masked"] and len(puzzle.params["shifts"]) == len(puzzle.images)
+        reference = _square(image, puzzle.params["crop_box"]).astype(np.float32)
+        turns = [0, int(puzzle.answer)] if form == "pair" else [int(puzzle.answer)]
+        for shown_image, turn, shift in zip(puzzle.images, turns, puzzle.params["shifts"]):
+            shown = np.asarray(shown_image).astype(np.float32)
+            assert shown.shape[:2] == (side, side)
+            # The same black frame whatever the angle: the corners carry no information.
+            assert np.all(shown[outside] == 0)
+            assert all(0 <= d < 1 for d in shift)
+            # Invert: turned back by the true angle (and shift), the picture matches the source square best.
+            errors = {a: np.abs(_turn_back(shown, a, shift)[inner] - reference[inner]).mean() for a in knobs["angles"]}
+            assert min(errors, key=errors.get) == turn
+            assert errors[turn] < 8
+
+
+def test_hard_preset_quarter_turns_are_as_soft_as_off_axis_turns() -> None:
+    """A bare transpose is sharper than a 45-degree interpolation; the hard preset resamples every angle alike."""
+    image = photos()["coffee"].resize((300, 200), Image.Resampling.BOX)
+    knobs = TASK.knobs_for("hard")
+    groups: dict[bool, list[float]] = {True: [], False: []}
+    for seed in range(80):
+        puzzle = TASK.make(image, np.random.default_rng(seed), **knobs)
+        groups[int(puzzle.answer) % 90 == 0].append(_sharpness(puzzle.images[0]))
+    quarter, off_axis = np.mean(groups[True]), np.mean(groups[False])
+    assert abs(quarter - off_axis) < 0.12 * off_axis, (quarter, off_axis)
+    # Without the shared resampling the quarter turns would stand out (this is what the test guards against).
+    square = image.crop((0, 0, 200, 200))
+    assert _sharpness(square) > 1.2 * off_axis
 
 
 @pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])

@@ -98,10 +98,21 @@ def rotate_ccw(image: Image.Image, angle: int) -> Image.Image:
         return image.copy()
     if angle in _TRANSPOSE_CCW:
         return image.transpose(_TRANSPOSE_CCW[angle])
+    return rotate_resampled(image, angle)
+
+
+def rotate_resampled(image: Image.Image, angle: float, shift: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+    """``image`` turned ``angle`` degrees counter-clockwise about its centre and moved by ``shift`` pixels,
+    resampled bilinearly (OpenCV) on a canvas of the same size; uncovered corners are black.
+
+    A fractional ``shift`` makes even a quarter turn interpolate, which lets a caller give every angle the same
+    softness (an off-axis turn interpolates every pixel; a bare transpose would stay visibly sharper).
+    """
     array = np.asarray(image)
     height, width = array.shape[:2]
     # OpenCV's positive angles are counter-clockwise in image coordinates (y pointing down), as wanted here.
     matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), float(angle), 1.0)
+    matrix[:, 2] += shift
     turned = cv2.warpAffine(array, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return Image.fromarray(turned)
 

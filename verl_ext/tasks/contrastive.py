@@ -148,6 +148,8 @@ class ContrastiveTask(Task):
         """Two views; ``positive=None`` lets ``rng`` decide (builders pass it to balance a split exactly 50/50).
 
         A negative needs ``partner``, a picture whose content id differs from ``image``'s (ValueError otherwise).
+        Skip reasons: "image under 56 px", "flat image", and for an unusable partner "partner under 56 px",
+        "flat partner".
         """
         if not 0 <= hue <= 0.5:
             raise ValueError(f"hue must lie in [0, 0.5], got {hue}")
@@ -162,11 +164,12 @@ class ContrastiveTask(Task):
             if partner is image or (partner.size == image.size and content_id(partner) == content_id(image)):
                 raise ValueError("the partner of a negative pair shows the same picture (same content id)")
         sources = [image, image if positive else partner]
-        for source in sources:
+        # A partner's own reasons are told apart, so a builder can retry with another partner instead of skipping.
+        for source, who in zip(sources, ("image", "image" if positive else "partner")):
             if min(source.size) < MIN_SIDE:
-                raise PuzzleSkip(f"image under {MIN_SIDE} px")
+                raise PuzzleSkip(f"{who} under {MIN_SIDE} px")
             if is_flat(small_gray(source)):
-                raise PuzzleSkip("flat image")
+                raise PuzzleSkip(f"flat {who}")
 
         knobs = {
             "scale": tuple(scale), "ratio": tuple(ratio), "jitter_p": jitter_p, "brightness": brightness,

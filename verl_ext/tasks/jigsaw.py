@@ -12,7 +12,6 @@ because excluding it would make "2,1" the answer of every puzzle.
 
 from __future__ import annotations
 
-
 import numpy as np
 from PIL import Image
 

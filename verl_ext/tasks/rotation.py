@@ -4,8 +4,9 @@ Two forms: ``pair`` shows the picture and its turned copy (the SSL4RL form); ``s
 picture and asks how far it is from upright. Both work on the largest square of the image (at a random offset),
 so a quarter turn never changes the size or aspect ratio and nothing outside the picture (black corners, padding)
 can give the answer away. Multiples of 90 degrees are lossless transposes. Other angles (the hard preset) are
-allowed only with a circular mask painted on every image of every puzzle of that setting, whatever its angle, and
-those images are halved in size after turning so the interpolation softness of an off-axis turn stays invisible.
+allowed only with a circular mask painted on every image of every puzzle of that setting, whatever its angle; in
+that setting every image, whatever its angle (0 included), is resampled bilinearly with a random sub-pixel shift,
+so a sharp lossless quarter turn cannot be told from a softer interpolated 45-degree turn.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from verl_ext.images import apply_circle_mask, is_flat, random_square_box, rotate_ccw, small_gray, to_rgb
+from verl_ext.images import (
+    apply_circle_mask,
+    is_flat,
+    random_square_box,
+    rotate_ccw,
+    rotate_resampled,
+    small_gray,
+    to_rgb,
+)
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
 Form = Literal["pair", "single"]
@@ -49,7 +58,7 @@ class RotationTask(Task):
     ) -> Puzzle:
         """Turn a random square crop of ``image`` by an angle drawn uniformly from ``angles``.
 
-        ``min_side`` is the smallest square side (before the halving of masked puzzles) worth a puzzle.
+        ``min_side`` is the smallest square side worth a puzzle.
         """
         if form not in ("pair", "single"):
             raise ValueError(f"rotation form must be 'pair' or 'single', got {form!r}")
@@ -58,7 +67,7 @@ class RotationTask(Task):
             raise ValueError(f"rotation needs at least two distinct angles, got {angles}")
         masked = any(a % 90 for a in angles)
         image = to_rgb(image)
-        if min(image.size) < (2 * min_side if masked else min_side):
+        if min(image.size) < min_side:
             raise PuzzleSkip(f"image under {min_side} px")
 
         box = random_square_box(image.width, image.height, rng)
@@ -67,12 +76,15 @@ class RotationTask(Task):
             raise PuzzleSkip("flat image")
         angle = int(angles[int(rng.integers(len(angles)))])
 
-        turned = rotate_ccw(square, angle)
-        shown = [square, turned] if form == "pair" else [turned]
+        turns = [0, angle] if form == "pair" else [angle]
         if masked:
-            # Halve after turning (box filter) so bilinear softness of off-axis turns is below one output pixel,
-            # then mask: every image of this setting gets the same disc, whatever its angle.
-            shown = [apply_circle_mask(im.reduce(2)) for im in shown]
+            # Every image is interpolated (a random shift under one pixel makes even 0 and 90 resample) and
+            # masked by the same disc, so neither sharpness nor corners tell off-axis turns from quarter turns.
+            shifts = [(round(float(dx), 4), round(float(dy), 4)) for dx, dy in rng.uniform(0, 1, size=(len(turns), 2))]
+            shown = [apply_circle_mask(rotate_resampled(square, a, s)) for a, s in zip(turns, shifts)]
+        else:
+            shifts = []
+            shown = [rotate_ccw(square, a) if a else square for a in turns]
 
         params = {
             "angle": angle,
@@ -80,7 +92,8 @@ class RotationTask(Task):
             "form": form,
             "crop_box": list(box),
             "masked": masked,
-            "scale": 0.5 if masked else 1.0,
+            # Sub-pixel (dx, dy) each shown image was moved by when resampled (masked setting only).
+            "shifts": [list(shift) for shift in shifts],
         }
         return Puzzle(images=shown, prompt=self._prompt(form, angles, masked), answer=str(angle), params=params)
 
