@@ -13,7 +13,7 @@ from task_photos import flat, photos, puzzle_bytes
 from verl_ext.answers import normalize
 from verl_ext.tasks import PuzzleSkip, get_task
 from verl_ext.tasks.base import FORMAT_INSTRUCTION
-from verl_ext.tasks.inpainting import FILL, KINDS, InpaintingTask, option_pixels, visible_difference
+from verl_ext.tasks.inpainting import FILLS, KINDS, InpaintingTask, option_pixels, visible_difference
 
 TASK = InpaintingTask()
 # Arrays of the ordinary photos, as the inverse checks compare pixels.
@@ -43,7 +43,9 @@ def test_true_option_is_the_removed_region(name: str, difficulty: str) -> None:
         puzzle = _make(Image.fromarray(source), seed, difficulty)
         holed = np.asarray(puzzle.images[0])
         x0, y0, x1, y1 = puzzle.params["hole"]
-        assert (holed[y0:y1, x0:x1] == FILL).all()
+        fill = puzzle.params["fill"]
+        assert fill[0] in FILLS and (holed[y0:y1, x0:x1] == fill).all()
+        assert f"RGB {fill[0]}, {fill[1]}, {fill[2]}" in puzzle.prompt
         outside = np.ones(holed.shape[:2], bool)
         outside[y0:y1, x0:x1] = False
         assert (holed[outside] == source[outside]).all()
@@ -179,3 +181,15 @@ def test_labels_and_scoring() -> None:
 
 def test_registered() -> None:
     assert isinstance(get_task("inpainting"), InpaintingTask)
+
+
+def test_fill_stands_out_from_grey_surroundings() -> None:
+    rng = np.random.default_rng(0)
+    # A mid-grey textured wall: a mid-grey hole would hardly show, so a darker or lighter grey is used.
+    wall = np.clip(128 + rng.normal(0, 25, (60, 80, 1)), 0, 255).astype(np.uint8).repeat(5, 0).repeat(5, 1)
+    wall = np.repeat(wall, 3, axis=2)
+    puzzle = TASK.make(Image.fromarray(wall), rng)
+    assert puzzle.params["fill"][0] != 128
+    # Where mid grey stands out (a red saucer, a brown table), it is kept.
+    fills = Counter(_make(Image.fromarray(PHOTOS["coffee"]), seed).params["fill"][0] for seed in range(20))
+    assert fills[128] >= 15, fills

@@ -22,8 +22,12 @@ from PIL import Image
 from verl_ext.images import to_rgb
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
-# Mid grey: neutral on photos and never the colour of a whole option (options must hold content).
-FILL = (128, 128, 128)
+# Neutral greys the hole may be filled with, in order of preference: mid grey unless the hole's surroundings
+# are themselves close to it (concrete, overcast sky), where the hole would hardly show; then a darker or
+# lighter grey. The prompt names the value used.
+FILLS = (128, 40, 215)
+# Smallest mean absolute difference (0-255) between the fill and the hole's surroundings for the fill to stand out.
+_FILL_CONTRAST = 40.0
 # Smallest hole side in pixels; the builder's 28 px patch floor applies after its common rescale.
 MIN_HOLE = 28
 # Distractor kinds a preset may draw from.
@@ -127,17 +131,19 @@ class InpaintingTask(Task):
         for letter, option in zip(_LETTERS, options):
             option["label"] = letter
 
+        fill = _fill_for(source, hole)
         holed = source.copy()
-        holed[y0 : y0 + side, x0 : x0 + side] = FILL
+        holed[y0 : y0 + side, x0 : x0 + side] = fill
         images = [Image.fromarray(holed)] + [Image.fromarray(option_pixels(source, o)) for o in options]
         params = {
             "image_size": [width, height],
             "hole": list(hole),
-            "fill": list(FILL),
+            "fill": [fill] * 3,
             "num_options": num_options,
             "options": options,
         }
-        return Puzzle(images=images, prompt=_prompt(num_options), answer=_LETTERS[answer_index], params=params)
+        prompt = _prompt(num_options, fill)
+        return Puzzle(images=images, prompt=prompt, answer=_LETTERS[answer_index], params=params)
 
     def labels(self, params: Mapping[str, Any]) -> Mapping[str, Sequence[str]]:
         letters = _LETTERS[: int(params["num_options"])]
@@ -147,12 +153,29 @@ class InpaintingTask(Task):
         }
 
 
-def _prompt(num_options: int) -> str:
+def _fill_for(source: np.ndarray, hole: Box) -> int:
+    """The grey level of :data:`FILLS` that stands out from a band of pixels around the hole."""
+    x0, y0, x1, y1 = hole
+    band = max(2, (x1 - x0) // 8)
+    around = source[max(0, y0 - band) : y1 + band, max(0, x0 - band) : x1 + band].astype(np.float32)
+    inner = source[y0:y1, x0:x1].astype(np.float32)
+    # Mean colour of the band alone: the window's sum minus the hole's sum.
+    count = around.shape[0] * around.shape[1] - inner.shape[0] * inner.shape[1]
+    colour = (around.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / max(count, 1)
+    contrast = [float(np.abs(colour - level).mean()) for level in FILLS]
+    for level, value in zip(FILLS, contrast):
+        if value >= _FILL_CONTRAST:
+            return level
+    return FILLS[int(np.argmax(contrast))]
+
+
+def _prompt(num_options: int, fill: int) -> str:
     letters = _LETTERS[:num_options]
     option_lines = "\n".join(f"Option {letter}: <image>" for letter in letters)
     return (
         "Picture: <image>\n"
-        "In this picture one square region has been painted over with a flat, uniform grey (RGB 128, 128, 128).\n"
+        f"In this picture one square region has been painted over with a flat, uniform grey (RGB {fill}, {fill}, "
+        f"{fill}).\n"
         f"Below are {num_options} candidate patches of the same size, labelled {letters[0]} to {letters[-1]}.\n"
         f"{option_lines}\n"
         "Exactly one candidate is the content that was under the grey square, in its original orientation and "
