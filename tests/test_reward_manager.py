@@ -1,0 +1,115 @@
+"""Per-task training metrics: the pure aggregation, and the replay buffer against a real TransferQueue."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("verl")
+pytest.importorskip("transfer_queue")
+
+# verl's v1 package imports transformers' processors, hence torchvision: CPU-only torch needs the fix first.
+from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable  # noqa: E402
+
+ensure_torchvision_importable()
+
+from verl_ext.reward_manager import TaskMetricsReplayBuffer, task_metrics  # noqa: E402
+
+
+def info(score: float, acc: float, fmt: float = 1.0) -> dict:
+    return {"score": score, "acc": acc, "format": fmt, "partial": acc, "answered": 1.0}
+
+
+def test_task_metrics_per_data_source() -> None:
+    keys = ["u1_0_0", "u1_1_0", "u2_0_0", "u2_1_0", "u3_0_0", "u3_1_0"]
+    sources = ["ssl_rotation"] * 4 + ["ssl_jigsaw"] * 2
+    infos = [info(1, 1), info(0.1, 0), info(0.1, 0), info(0.1, 0), info(1, 1), info(0.5, 0, 0)]
+    metrics = task_metrics(keys, sources, infos)
+    assert metrics["train/ssl_rotation/acc"] == 0.25
+    assert metrics["train/ssl_rotation/score"] == pytest.approx((1 + 0.1 * 3) / 4)
+    assert metrics["train/ssl_rotation/flat_groups"] == 0.5  # u2: both rollouts 0.1
+    assert metrics["train/ssl_rotation/responses_total"] == 4
+    assert metrics["train/ssl_jigsaw/acc"] == 0.5
+    assert metrics["train/ssl_jigsaw/format"] == 0.5
+    assert metrics["train/ssl_jigsaw/flat_groups"] == 0.0
+
+
+def test_task_metrics_skips_what_is_not_a_number() -> None:
+    metrics = task_metrics(["a_0_0", "b_0_0"], ["s", "s"], [{"acc": 1.0, "note": "x", "bad": float("nan")}, None])
+    assert metrics == {"train/s/acc": 1.0, "train/s/responses_total": 2.0}
+
+
+def test_task_metrics_needs_aligned_inputs() -> None:
+    with pytest.raises(ValueError):
+        task_metrics(["a"], ["s", "t"], [{}])
+
+
+# ------------------------------------------------------------------------------------ real TransferQueue
+
+
+@pytest.fixture(scope="module")
+def transfer_queue():
+    """A local Ray with one TransferQueue storage unit (what verl's trainer starts, minus everything else)."""
+    import ray
+    import transfer_queue as tq
+    from omegaconf import OmegaConf
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1, "total_storage_size": 1000}}}))
+    yield tq
+    tq.close()
+    if started:
+        ray.shutdown()
+
+
+def put_group(tq, uid: str, source: str, infos: list[dict], global_steps: int = 1) -> None:
+    """Write one finished GRPO group the way verl's trainer and AgentLoopWorkerTQ do."""
+    import torch
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    tq.kv_batch_put(
+        keys=[uid], partition_id="train", tags=[{"is_prompt": True, "status": "finished", "global_steps": global_steps}]
+    )
+    fields = [
+        {
+            "data_source": source,
+            "extra_fields": {"reward_extra_info": reward_info, "min_global_steps": 0, "max_global_steps": 0},
+            "rm_scores": torch.tensor([0.0, reward_info["score"]]),
+        }
+        for reward_info in infos
+    ]
+    tags = [{"status": "success", "global_steps": global_steps, "min_global_steps": 0, "max_global_steps": 0}] * len(infos)
+    tq.kv_batch_put(
+        keys=[f"{uid}_{i}_0" for i in range(len(infos))],
+        partition_id="train",
+        fields=list_of_dict_to_tensordict(fields),
+        tags=tags,
+    )
+
+
+# Starting Ray and TransferQueue takes 10-50 s on the 2-core machine, so this runs with the slow end-to-end set
+# (scripts/test.sh runs everything; `-m "not e2e"` skips it).
+@pytest.mark.e2e
+def test_replay_buffer_adds_per_task_metrics(transfer_queue) -> None:
+    buffer = TaskMetricsReplayBuffer(
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=None,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={},
+        poll_interval=0.05,
+    )
+    put_group(transfer_queue, "p1", "ssl_rotation", [info(1, 1), info(0.1, 0)])
+    put_group(transfer_queue, "p2", "ssl_jigsaw", [info(0.1, 0), info(0.1, 0)])
+    batch, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=2)
+    assert sorted(batch.keys) == ["p1_0_0", "p1_1_0", "p2_0_0", "p2_1_0"]
+    assert metrics["train/ssl_rotation/acc"] == 0.5
+    assert metrics["train/ssl_rotation/flat_groups"] == 0.0
+    assert metrics["train/ssl_jigsaw/acc"] == 0.0
+    assert metrics["train/ssl_jigsaw/flat_groups"] == 1.0
+    assert metrics["train/ssl_jigsaw/responses_total"] == 2.0
+    transfer_queue.kv_clear(keys=batch.keys, partition_id="train")
