@@ -158,10 +158,7 @@ cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name
 export TENSORBOARD_DIR
 
 if hydra_print_only "$@"; then
-  # verl's config imports torchvision, which on a machine without GPU needs the project's import fix.
-  if [[ "$DEVICE" == gpu && "$(gpu_count)" -eq 0 ]]; then
-    export PYTHONPATH="$REPO_ROOT/verl_ext/cpu/boot${PYTHONPATH:+:$PYTHONPATH}"
-  fi
+  [[ "$DEVICE" == cpu ]] || use_import_fix_without_gpu  # verl's config imports torchvision
   exec "${cmd[@]}"
 fi
 if [[ "${DRY_RUN:-0}" == 1 ]]; then

@@ -72,3 +72,11 @@ require_model_dir() {
     "Without it verl would treat the model as text-only and drop the puzzle images. Copy the processor files" \
     "of the base model into that folder."
 }
+
+# On a machine without an NVIDIA GPU, let Python processes import torchvision (needed by verl and the Qwen2-VL
+# processor) through the project's import fix. Harmless where the fix is not needed.
+use_import_fix_without_gpu() {
+  if [[ "$(gpu_count)" -eq 0 ]]; then
+    export PYTHONPATH="$REPO_ROOT/verl_ext/cpu/boot${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+}
