@@ -318,11 +318,11 @@ def test_real_task_spellings(name: str) -> None:
 @pytest.mark.parametrize("name, difficulty", real_task_cases("label"))
 def test_real_task_labels_never_collide(name: str, difficulty: str) -> None:
     """No spelling of one label normalises to a spelling of another (it would make both unanswerable)."""
-    from verl_ext.answers import _label_index
+    from verl_ext.answers import label_index
 
     task = TASKS[name]
     puzzle = make_puzzle(task, difficulty)
-    index = _label_index(task.labels(json.loads(json.dumps(puzzle.params))))
+    index = label_index(task.labels(json.loads(json.dumps(puzzle.params))))
     assert all(isinstance(v, str) for v in index.values()), index
 
 

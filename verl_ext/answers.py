@@ -17,9 +17,8 @@ normalisation, so it earns nothing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from verl_ext.tasks.base import AnswerScore
 
@@ -31,15 +30,15 @@ MAX_RESPONSE_CHARS = 200_000
 # the cap bounds normalisation work.
 MAX_ANSWER_CHARS = 1_024
 
-_TAG = re.compile(r"</?(?:think|answer)>", re.IGNORECASE)
 _THINK_OPEN, _THINK_CLOSE, _ANSWER_OPEN, _ANSWER_CLOSE = "<think>", "</think>", "<answer>", "</answer>"
+# (bytes to search, length, name) of each tag.
+_TAGS = tuple((tag.encode(), len(tag), tag) for tag in (_THINK_OPEN, _THINK_CLOSE, _ANSWER_OPEN, _ANSWER_CLOSE))
 
 ZERO = AnswerScore(acc=0.0, partial=0.0)
 FULL = AnswerScore(acc=1.0, partial=1.0)
 
 
-@dataclass(frozen=True)
-class ParsedResponse:
+class ParsedResponse(NamedTuple):
     """What :func:`parse_response` found.
 
     ``answer`` is the stripped text of the single ``<answer>…</answer>`` block that ends the response, or
@@ -75,39 +74,58 @@ def parse_response(response: Any, require_think: bool = True) -> ParsedResponse:
     answer block and holds no other tags out of place, even when the think part is missing, so accuracy
     and format are judged separately.
     """
-    text = as_text(response)
+    text = response if type(response) is str else as_text(response)
     if len(text) > MAX_RESPONSE_CHARS:
         return NO_ANSWER
-    # At most four tags are allowed; a fifth ends the scan (bounded work on tag floods).
-    tags: list[re.Match[str]] = []
-    for match in _TAG.finditer(text):
-        tags.append(match)
-        if len(tags) > 4:
-            return NO_ANSWER
-    names = [m.group().lower() for m in tags]
-
-    if names[-2:] != [_ANSWER_OPEN, _ANSWER_CLOSE] or _ANSWER_OPEN in names[:-2] or _ANSWER_CLOSE in names[:-2]:
-        return NO_ANSWER  # no final answer block, or more than one (a hedge)
-    answer_open, answer_close = tags[-2], tags[-1]
-    if text[answer_close.end() :].strip():
+    tags = _find_tags(text)
+    if tags is None or len(tags) < 2:
+        return NO_ANSWER
+    (_, answer_start, open_name), (answer_end, close_end, close_name) = tags[-2], tags[-1]
+    if open_name != _ANSWER_OPEN or close_name != _ANSWER_CLOSE:
+        return NO_ANSWER  # the response does not end with an answer block
+    if text[close_end:].strip():
         return NO_ANSWER  # text after </answer>: the answer is not final
-    answer = text[answer_open.end() : answer_close.start()].strip()
+    answer = text[answer_start:answer_end].strip()
     if len(answer) > MAX_ANSWER_CHARS:
         return NO_ANSWER
 
-    if names[:-2] == [_THINK_OPEN, _THINK_CLOSE]:
-        think_open, think_close = tags[0], tags[1]
-        has_think = not text[: think_open.start()].strip() and not text[think_close.end() : answer_open.start()].strip()
-        format_ok = has_think
-    elif not names[:-2]:
+    head = tags[:-2]
+    if not head:
         # No think block: acceptable only when it is not required (free reasoning text may precede the answer).
-        has_think = False
-        format_ok = not require_think
-    else:
-        # Stray think tags (only one of the pair, reversed, ...): the answer is still the final block.
-        has_think = False
-        format_ok = False
+        return ParsedResponse(answer=answer, has_think=False, format_ok=not require_think)
+    if any(name in (_ANSWER_OPEN, _ANSWER_CLOSE) for _, _, name in head):
+        return NO_ANSWER  # more than one answer block (a hedge), or an unbalanced one
+    if len(head) == 2 and head[0][2] == _THINK_OPEN and head[1][2] == _THINK_CLOSE:
+        has_think = not text[: head[0][0]].strip() and not text[head[1][1] : tags[-2][0]].strip()
+        return ParsedResponse(answer=answer, has_think=has_think, format_ok=has_think)
+    # Stray think tags (only one of the pair, reversed, ...): the answer is still the final block.
+    has_think = format_ok = False
     return ParsedResponse(answer=answer, has_think=has_think, format_ok=format_ok)
+
+
+def _find_tags(text: str) -> list[tuple[int, int, str]] | None:
+    """``(start, end, lowercase tag)`` of every think/answer tag in ``text`` in order; ``None`` if more than four.
+
+    Tags are searched case-insensitively with C-speed byte searches in a one-byte-per-character image of
+    ``text`` (so byte offsets are character offsets; ``bytes.lower`` only touches A-Z). Latin-1 text (all
+    ASCII text included) encodes by plain copy; wider text goes through ``errors="replace"``, which turns
+    each character outside ASCII into one ``?`` (slower on text alternating scripts, hence the length cap).
+    No regular expression, so no input can make the search backtrack.
+    """
+    try:
+        image = text.encode("latin-1").lower()
+    except UnicodeEncodeError:
+        image = text.encode("ascii", errors="replace").lower()
+    found: list[tuple[int, int, str]] = []
+    for tag, length, name in _TAGS:
+        start = image.find(tag)
+        while start >= 0:
+            found.append((start, start + length, name))
+            if len(found) > 4:
+                return None  # more tags than the one accepted shape has: nested, repeated or a flood
+            start = image.find(tag, start + 1)
+    found.sort()
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ labels
@@ -148,16 +166,19 @@ def normalize(text: str) -> str:
 
 _AMBIGUOUS = object()
 
+# Normalised spelling -> normalised canonical label (or _AMBIGUOUS for a spelling two labels share).
+LabelIndex = Mapping[str, object]
 
-def _label_index(labels: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """Normalised spelling → normalised canonical label; a spelling two labels share maps to ``_AMBIGUOUS``."""
+
+def label_index(labels: Mapping[str, Sequence[str]]) -> LabelIndex:
+    """The lookup table :func:`score_label_index` uses, built once per distinct ``labels`` (cached)."""
     key = tuple((canonical, tuple(aliases)) for canonical, aliases in labels.items())
     return _label_index_cached(key)
 
 
-@lru_cache(maxsize=4_096)
-def _label_index_cached(key: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
-    index: dict[str, Any] = {}
+@lru_cache(maxsize=1_024)
+def _label_index_cached(key: tuple[tuple[str, tuple[str, ...]], ...]) -> LabelIndex:
+    index: dict[str, object] = {}
     for canonical, aliases in key:
         target = normalize(canonical)
         for spelling in (canonical, *aliases):
@@ -177,14 +198,18 @@ def score_label(answer: Any, ground_truth: str, labels: Mapping[str, Sequence[st
 
     ``labels`` maps every canonical answer of the puzzle to extra spellings accepted for it (see
     :meth:`verl_ext.tasks.base.Task.labels`). An answer that is not exactly one label's spelling (empty,
-    several labels, free text) scores zero. ``partial`` equals ``acc`` for label tasks.
+    several labels, free text) scores zero; so does a spelling two labels share. ``partial`` equals ``acc``.
     """
+    return score_label_index(answer, ground_truth, label_index(labels))
+
+
+def score_label_index(answer: Any, ground_truth: str, index: LabelIndex) -> AnswerScore:
+    """:func:`score_label` against a prebuilt :func:`label_index` (callers that cache it per puzzle)."""
     if not isinstance(answer, str) or not answer or len(answer) > MAX_ANSWER_CHARS:
         return ZERO
     form = normalize(answer)
     if not form:
         return ZERO
-    index = _label_index(labels)
     said = index.get(form)
     if said is None or said is _AMBIGUOUS:
         return ZERO
@@ -255,11 +280,14 @@ def score_permutation(answer: Any, ground_truth: str, n: int) -> AnswerScore:
 __all__ = [
     "MAX_ANSWER_CHARS",
     "MAX_RESPONSE_CHARS",
+    "LabelIndex",
     "ParsedResponse",
     "as_text",
+    "label_index",
     "normalize",
     "parse_permutation",
     "parse_response",
     "score_label",
+    "score_label_index",
     "score_permutation",
 ]
