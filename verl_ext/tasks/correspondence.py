@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import string
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import cv2
@@ -94,12 +94,12 @@ class CorrespondenceTask(Task):
         distances of the true point; ``decoys``: try the spots a wrong reading of the view would give first.
         """
         _check_knobs(num_candidates, scale, crop, perspective, flip_probability, near_fraction)
-        source = np.asarray(to_rgb(image))
+        image = to_rgb(image)
+        source = np.asarray(image)
         height, width = source.shape[:2]
         if min(height, width) < MIN_SIDE:
             raise PuzzleSkip("image too small")
         marker = _Marker(radius=max(6, round(0.025 * min(height, width))))
-        source_gray = cv2.cvtColor(source, cv2.COLOR_RGB2GRAY)
 
         reason = "flat region"
         for _ in range(_VIEW_TRIES):
@@ -109,16 +109,15 @@ class CorrespondenceTask(Task):
             warped = cv2.warpPerspective(
                 source, homography, (view_w, view_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
-            reference = _pick_reference(source_gray, homography, (view_w, view_h), marker, rng)
+            reference = _pick_reference(source, homography, (view_w, view_h), marker, rng)
             if reference is None:
                 reason = "flat region"
                 continue
             ref_xy, target = reference
             spacing = max(min_distance * min(view_w, view_h), 5.0 * marker.radius)
-            warped_gray = cv2.cvtColor(warped, cv2.COLOR_RGB2GRAY)
             decoy_spots = _decoy_spots(ref_xy, target, (width, height), (view_w, view_h)) if decoys else []
             distractors = _pick_distractors(
-                warped_gray, target, num_candidates - 1, spacing, marker, near_fraction, decoy_spots, rng
+                warped, target, num_candidates - 1, spacing, marker, near_fraction, decoy_spots, rng
             )
             if distractors is None:
                 reason = "no room for candidates"
@@ -135,8 +134,8 @@ class CorrespondenceTask(Task):
             for letter, ((x, y), kind) in zip(_LETTERS, points)
         ]
 
-        first = source.copy()
-        marker.draw(first, (float(ref_xy[0]), float(ref_xy[1])), REFERENCE_LABEL)
+        first = image.copy()
+        marker.draw_on(first, (float(ref_xy[0]), float(ref_xy[1])), REFERENCE_LABEL)
         for candidate in candidates:
             marker.draw(warped, candidate["xy"], candidate["label"])
 
@@ -160,7 +159,7 @@ class CorrespondenceTask(Task):
         }
         prompt = _prompt(num_candidates, max_rotation, flip_probability, perspective)
         return Puzzle(
-            images=[Image.fromarray(first), Image.fromarray(warped)],
+            images=[first, Image.fromarray(warped)],
             prompt=prompt,
             answer=_LETTERS[answer_index],
             params=params,
@@ -278,11 +277,10 @@ class _Marker:
         """Distance, along each axis, from the ring centre to the label's lower-left corner."""
         return 0.75 * self.radius + self.ring_width
 
-    @cached_property
+    @property
     def text_size(self) -> tuple[int, int]:
         """Width and height of the widest label, outline included."""
-        sizes = [cv2.getTextSize(c, _FONT, self.font_scale, self.text_thickness + 2)[0] for c in _LETTERS + "R"]
-        return max(w for w, _ in sizes), max(h for _, h in sizes)
+        return _text_size(self.font_scale, self.text_thickness + 2)
 
     def bounds(self, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Lowest and highest (x, y) a ring centre may take in an image of ``size`` so ring and label both show.
@@ -312,12 +310,30 @@ class _Marker:
             thickness = self.text_thickness + extra
             cv2.putText(canvas, label, origin, _FONT, self.font_scale, colour, thickness, cv2.LINE_AA)
 
+    def draw_on(self, image: Image.Image, xy: Sequence[float], label: str) -> None:
+        """:meth:`draw` on a Pillow image, in place, converting only the region the marker covers."""
+        reach = math.ceil(self.radius + self.ring_width + self.label_offset + max(self.text_size) + 4)
+        left, top = max(0, int(xy[0]) - reach), max(0, int(xy[1]) - reach)
+        window = (left, top, min(image.width, int(xy[0]) + reach + 1), min(image.height, int(xy[1]) + reach + 1))
+        patch = np.array(image.crop(window))
+        self.draw(patch, (xy[0] - left, xy[1] - top), label)
+        image.paste(Image.fromarray(patch), (left, top))
 
-def _textured(gray: np.ndarray, xy: Sequence[float], radius: int) -> bool:
-    """Whether the content inside a ring centred at ``xy`` has some texture to recognise."""
+
+@lru_cache(maxsize=256)
+def _text_size(font_scale: float, thickness: int) -> tuple[int, int]:
+    sizes = [cv2.getTextSize(c, _FONT, font_scale, thickness)[0] for c in _LETTERS + REFERENCE_LABEL]
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _textured(rgb: np.ndarray, xy: Sequence[float], radius: int) -> bool:
+    """Whether the content inside a ring centred at ``xy`` has some texture to recognise (gray-level spread)."""
     x, y = int(round(xy[0])), int(round(xy[1]))
-    window = gray[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1]
-    return window.size > 0 and float(window.std()) >= _TEXTURE_STD
+    window = rgb[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1]
+    if window.size == 0:
+        return False
+    gray = cv2.cvtColor(np.ascontiguousarray(window), cv2.COLOR_RGB2GRAY)
+    return float(gray.std()) >= _TEXTURE_STD
 
 
 def _on_grid(xy: Sequence[float]) -> tuple[float, float]:
@@ -327,7 +343,7 @@ def _on_grid(xy: Sequence[float]) -> tuple[float, float]:
 
 
 def _pick_reference(
-    source_gray: np.ndarray,
+    source: np.ndarray,
     homography: np.ndarray,
     view_size: tuple[int, int],
     marker: _Marker,
@@ -335,7 +351,7 @@ def _pick_reference(
     tries: int = 40,
 ) -> tuple[tuple[int, int], np.ndarray] | None:
     """A textured photo pixel whose ring fits in both images, with where it lands in the view; None if none found."""
-    height, width = source_gray.shape
+    height, width = source.shape[:2]
     inverse = np.linalg.inv(homography)
     low, high = marker.bounds(view_size)
     for _ in range(tries):
@@ -346,7 +362,7 @@ def _pick_reference(
         if (
             marker.fits((x, y), (width, height))
             and marker.fits(target, view_size)
-            and _textured(source_gray, (x, y), marker.radius)
+            and _textured(source, (x, y), marker.radius)
         ):
             return (int(x), int(y)), target
     return None
@@ -364,7 +380,7 @@ def _decoy_spots(
 
 
 def _pick_distractors(
-    view_gray: np.ndarray,
+    view: np.ndarray,
     target: np.ndarray,
     count: int,
     spacing: float,
@@ -380,7 +396,7 @@ def _pick_distractors(
     points anywhere; textured spots are preferred for the first half of the tries so distractors are not
     dismissed just for marking blank areas.
     """
-    view_h, view_w = view_gray.shape
+    view_h, view_w = view.shape[:2]
     low, high = marker.bounds((view_w, view_h))
     placed = [(float(target[0]), float(target[1]))]
     chosen: list[tuple[tuple[float, float], str]] = []
@@ -410,7 +426,7 @@ def _pick_distractors(
             xy = (placed[0][0] + distance * math.cos(angle), placed[0][1] + distance * math.sin(angle))
         else:
             xy = low + rng.random(2) * (high - low)
-        if fits(xy) and (attempt >= tries // 2 or _textured(view_gray, xy, marker.radius)):
+        if fits(xy) and (attempt >= tries // 2 or _textured(view, xy, marker.radius)):
             add(xy, "near" if near else "far")
         elif near and attempt >= tries // 2:
             near_wanted = 0  # no room near the truth: fill with far points instead

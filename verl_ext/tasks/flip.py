@@ -21,11 +21,13 @@ from PIL import Image
 
 from verl_ext.images import to_rgb
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
-from verl_ext.tasks.inpainting import visible_difference
 
 MAX_GRID = 6
 MIN_TILE = 28  # Qwen2.5-VL's patch side
 DIRECTIONS = ("horizontal", "vertical")
+_TRANSPOSE = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
+# Side, in thumbnail pixels, of each tile when judging whether its mirror image differs visibly.
+CELLS = 16
 # Other words for each direction, used in the accepted spellings of an answer.
 _DIRECTION_WORDS = {
     "horizontal": ("h", "horizontally", "left-right", "left right", "lr", "horizontal flip", "mirrored horizontally"),
@@ -79,7 +81,8 @@ class FlipTask(Task):
         min_diff: float = 12.0,
         min_tile: int = MIN_TILE,
     ) -> Puzzle:
-        """Build a puzzle; ``min_diff`` is the smallest :func:`visible_difference` a mirror must make."""
+        """Build a puzzle; ``min_diff`` is the smallest mean absolute difference (0-255) between a tile and its
+        mirror image, both area-averaged to ``CELLS`` x ``CELLS``, for the tile to be asked about."""
         rows, cols = int(rows), int(cols)
         if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID) or rows * cols < 2:
             raise ValueError(
@@ -92,31 +95,37 @@ class FlipTask(Task):
         # Trim the remainder evenly from both sides so the grid sits in the centre of the picture.
         left, top = (image.width - tile_w * cols) // 2, (image.height - tile_h * rows) // 2
         trim_box = (left, top, left + tile_w * cols, top + tile_h * rows)
-        array = np.asarray(image)[top : trim_box[3], left : trim_box[2]]
-        tiles = [
-            array[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w]
-            for r in range(rows)
-            for c in range(cols)
-        ]
-
+        # Whether a mirror shows is judged on a thumbnail with CELLS x CELLS area-averaged pixels per tile (what a
+        # viewer sees, without pixel noise); box averaging commutes with mirroring a tile, so mirroring the
+        # thumbnail's cell block equals the thumbnail of the mirrored tile.
+        thumb = image.resize((cols * CELLS, rows * CELLS), Image.Resampling.BOX, box=trim_box, reducing_gap=2.0)
+        thumb = np.asarray(thumb, dtype=np.float32)
         # Visit (tile, direction) pairs in random order and keep the first whose mirror is visible: every pair
         # is equally likely on images where all mirrors show.
-        for pair in rng.permutation(2 * len(tiles)):
+        for pair in rng.permutation(2 * rows * cols):
             index, direction = divmod(int(pair), 2)
             direction_name = DIRECTIONS[direction]
-            if visible_difference(tiles[index], mirror(tiles[index], direction_name)) >= min_diff:
+            r, c = divmod(index, cols)
+            cell = thumb[r * CELLS : (r + 1) * CELLS, c * CELLS : (c + 1) * CELLS]
+            if float(np.abs(cell - mirror(cell, direction_name)).mean()) >= min_diff:
                 break
         else:
             raise PuzzleSkip("symmetric tiles")
-        tiles[index] = mirror(tiles[index], direction_name)
 
         # Gaps scale with the tile so they survive the builder's downscaling; white reads as "not picture".
         gap = max(4, min(tile_w, tile_h) // 25) if draw_grid else 0
-        canvas = np.full((rows * tile_h + (rows - 1) * gap, cols * tile_w + (cols - 1) * gap, 3), 255, np.uint8)
-        for k, tile in enumerate(tiles):
-            r, c = divmod(k, cols)
-            y, x = r * (tile_h + gap), c * (tile_w + gap)
-            canvas[y : y + tile_h, x : x + tile_w] = tile
+        if draw_grid:
+            shown = Image.new("RGB", (cols * tile_w + (cols - 1) * gap, rows * tile_h + (rows - 1) * gap), "white")
+            for k in range(rows * cols):
+                r, c = divmod(k, cols)
+                x, y = left + c * tile_w, top + r * tile_h
+                shown.paste(image.crop((x, y, x + tile_w, y + tile_h)), (c * (tile_w + gap), r * (tile_h + gap)))
+        else:
+            shown = image.crop(trim_box)
+        r, c = divmod(index, cols)
+        at = (c * (tile_w + gap), r * (tile_h + gap))
+        box = (at[0], at[1], at[0] + tile_w, at[1] + tile_h)
+        shown.paste(shown.crop(box).transpose(_TRANSPOSE[direction_name]), at)
 
         params = {
             "rows": rows,
@@ -130,8 +139,7 @@ class FlipTask(Task):
             "gap": gap,
         }
         answer = f"{index + 1} {direction_name}"
-        return Puzzle(images=[Image.fromarray(canvas)], prompt=_prompt(rows, cols, draw_grid), answer=answer,
-                      params=params)
+        return Puzzle(images=[shown], prompt=_prompt(rows, cols, draw_grid), answer=answer, params=params)
 
     def labels(self, params: Mapping[str, Any]) -> Mapping[str, Sequence[str]]:
         out: dict[str, list[str]] = {}

@@ -39,15 +39,18 @@ _DIRECTIONS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) !=
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the source image
 
 
-def visible_difference(a: np.ndarray, b: np.ndarray, cells: int = 16) -> float:
-    """Mean absolute difference (0-255) of two equal-sized regions after area-averaging to ``cells`` x ``cells``.
+def _coarse(region: np.ndarray, cells: int = 16) -> np.ndarray:
+    """``region`` area-averaged to ``cells`` x ``cells`` (float32): what a viewer sees, without pixel noise."""
+    return cv2.resize(region, (cells, cells), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    The averaging keeps what a viewer sees (shapes, edges, shading) and drops pixel noise, so noisy but
-    featureless regions (sky, walls) do not pass as "different" when only their noise differs.
+
+def visible_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference (0-255) of two equal-sized regions after area-averaging to 16 x 16.
+
+    The averaging keeps shapes, edges and shading and drops pixel noise, so noisy but featureless regions
+    (sky, walls) do not pass as "different" when only their noise differs.
     """
-    small_a = cv2.resize(a, (cells, cells), interpolation=cv2.INTER_AREA).astype(np.float32)
-    small_b = cv2.resize(b, (cells, cells), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return float(np.abs(small_a - small_b).mean())
+    return float(np.abs(_coarse(a) - _coarse(b)).mean())
 
 
 def _oriented(region: np.ndarray, rot90: int, flip: str | None) -> np.ndarray:
@@ -60,10 +63,12 @@ def _oriented(region: np.ndarray, rot90: int, flip: str | None) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def option_pixels(source: np.ndarray, option: Mapping[str, Any]) -> np.ndarray:
-    """Recreate an option from the source pixels and its entry in ``params["options"]`` (the inverse map)."""
+def option_pixels(source: Image.Image | np.ndarray, option: Mapping[str, Any]) -> np.ndarray:
+    """Recreate an option from the source picture and its entry in ``params["options"]`` (the inverse map)."""
     x0, y0, x1, y1 = option["box"]
-    return _oriented(source[y0:y1, x0:x1], int(option.get("rot90", 0)), option.get("flip"))
+    # Cropping a Pillow image first converts only the small region to an array, not the whole picture.
+    region = np.asarray(source.crop((x0, y0, x1, y1))) if isinstance(source, Image.Image) else source[y0:y1, x0:x1]
+    return _oriented(region, int(option.get("rot90", 0)), option.get("flip"))
 
 
 class InpaintingTask(Task):
@@ -107,8 +112,8 @@ class InpaintingTask(Task):
         if not 0 < lo <= hi < 1:
             raise ValueError(f"shift must satisfy 0 < low <= high < 1 (fraction of the hole side), got {shift}")
 
-        source = np.asarray(to_rgb(image))
-        height, width = source.shape[:2]
+        source = to_rgb(image)
+        width, height = source.size
         # Small images get the smallest useful hole rather than a skip, as long as shifted copies still fit.
         side = max(MIN_HOLE, int(round(hole_fraction * min(height, width))))
         if 2 * side > min(height, width):
@@ -133,8 +138,8 @@ class InpaintingTask(Task):
 
         fill = _fill_for(source, hole)
         holed = source.copy()
-        holed[y0 : y0 + side, x0 : x0 + side] = fill
-        images = [Image.fromarray(holed)] + [Image.fromarray(option_pixels(source, o)) for o in options]
+        holed.paste((fill, fill, fill), hole)
+        images = [holed] + [Image.fromarray(option_pixels(source, o)) for o in options]
         params = {
             "image_size": [width, height],
             "hole": list(hole),
@@ -153,12 +158,13 @@ class InpaintingTask(Task):
         }
 
 
-def _fill_for(source: np.ndarray, hole: Box) -> int:
+def _fill_for(source: Image.Image, hole: Box) -> int:
     """The grey level of :data:`FILLS` that stands out from a band of pixels around the hole."""
     x0, y0, x1, y1 = hole
     band = max(2, (x1 - x0) // 8)
-    around = source[max(0, y0 - band) : y1 + band, max(0, x0 - band) : x1 + band].astype(np.float32)
-    inner = source[y0:y1, x0:x1].astype(np.float32)
+    window = (max(0, x0 - band), max(0, y0 - band), min(source.width, x1 + band), min(source.height, y1 + band))
+    around = np.asarray(source.crop(window), dtype=np.float32)
+    inner = around[y0 - window[1] : y1 - window[1], x0 - window[0] : x1 - window[0]]
     # Mean colour of the band alone: the window's sum minus the hole's sum.
     count = around.shape[0] * around.shape[1] - inner.shape[0] * inner.shape[1]
     colour = (around.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / max(count, 1)
@@ -186,7 +192,7 @@ def _prompt(num_options: int, fill: int) -> str:
 
 
 def _pick_distractors(
-    source: np.ndarray,
+    source: Image.Image,
     hole: Box,
     rng: np.random.Generator,
     count: int,
@@ -198,20 +204,19 @@ def _pick_distractors(
 
     Kinds are used round-robin from a shuffled order, so a puzzle mixes kinds instead of repeating one.
     """
-    x0, y0, x1, y1 = hole
-    accepted = [source[y0:y1, x0:x1]]
+    accepted = [_coarse(np.asarray(source.crop(hole)))]
     specs: list[dict[str, Any]] = []
     order = [kinds[i] for i in rng.permutation(len(kinds))]
     tries = 0
     while len(specs) < count and tries < 6 * count + 6:
         kind = order[tries % len(order)]
         tries += 1
-        spec = _candidate(kind, source.shape[1], source.shape[0], hole, rng, shift)
+        spec = _candidate(kind, source.width, source.height, hole, rng, shift)
         if spec is None:
             continue
-        pixels = option_pixels(source, spec)
-        if all(visible_difference(pixels, other) >= min_diff for other in accepted):
-            accepted.append(pixels)
+        coarse = _coarse(option_pixels(source, spec))
+        if all(float(np.abs(coarse - other).mean()) >= min_diff for other in accepted):
+            accepted.append(coarse)
             specs.append(spec)
     return specs if len(specs) == count else None
 
