@@ -169,10 +169,19 @@ def test_report_per_task():
     assert report["overall"]["n"] == 4 and report["overall"]["acc"] == 0.5
     assert report["macro"]["partial"] == pytest.approx((0.5 + 0.75) / 2)  # groups without responses skipped
     assert report["coverage"] == {"expected_rows": 5, "rows_with_response": 4, "responses": 4,
-                                  "matched_by_row": 4, "matched_by_prompt_text": 0, "unmatched": 0}
+                                  "matched_by_row": 4, "matched_by_prompt_text": 0, "unmatched": 0,
+                                  "ground_truth_mismatch": 0}
     md = report_markdown(report)
     assert "| rotation | 2 | 50.0 | 50.0 | 100.0 |" in md
     assert "| position | 0 | – | – |" in md and "1 rows got no response" in md
+
+
+def test_report_flags_a_dump_of_other_rows():
+    rows = [dict(r, ground_truth="90") for r in ROWS]
+    gens = [dict(g, gts="90") for g in GENERATIONS[:2]] + [dict(g, gts="180") for g in GENERATIONS[2:]]
+    report = build_report(gens, rows)
+    assert report["coverage"]["ground_truth_mismatch"] == 2
+    assert "WARNING: 2 responses carry a ground truth" in report_markdown(report)
 
 
 def test_report_group_by_task_and_difficulty():
@@ -272,3 +281,28 @@ def test_cli_report_and_compare(tmp_path, two_files):
     assert "base vs trained" in (tmp_path / "cmp" / "comparison.md").read_text()
     assert puzzle_report.main(["report", "--generations", str(tmp_path / "none"), "--rows", str(rows_path),
                                "--out", str(out)]) == 2
+
+
+def test_eval_puzzles_script_rejects_bad_arguments(tmp_path, two_files):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "eval_puzzles.sh")
+    env = {**os.environ, "OUT_DIR": str(tmp_path / "out")}
+
+    def run(*args):
+        return subprocess.run(["bash", script, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    assert "Usage:" in run().stderr
+    proc = run(str(tmp_path / "no_model"), str(two_files[0]))
+    assert proc.returncode == 1 and "no model at MODEL_PATH" in proc.stderr
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "preprocessor_config.json").write_text("{}")
+    proc = run(str(model), str(tmp_path / "missing.parquet"))
+    assert proc.returncode == 1 and "no puzzle file" in proc.stderr
+    proc = subprocess.run(["bash", script, str(model), str(two_files[0])], env={**env, "DEVICE": "tpu"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "DEVICE=tpu is not supported" in proc.stderr

@@ -172,12 +172,17 @@ def build_report(
 
     unmatched = 0
     matched_by_text = 0
+    # A joined response whose dumped ground truth differs from its row's means the join is wrong: counted, shown.
+    truth_mismatch = 0
     reward_keys: set[str] = set()
     samples: list[Sample] = []
     for gen in generations:
         index = matcher.row_of(gen)
         if index is not None:
             key = tuple(str(rows[index].get(g, "")) for g in group_by)
+            expected = rows[index].get("ground_truth")
+            if "gts" in gen and expected is not None and str(gen["gts"]) != str(expected):
+                truth_mismatch += 1
         else:
             task = matcher.task_by_text(gen)
             if task is None:
@@ -222,6 +227,7 @@ def build_report(
             "matched_by_row": len(generations) - unmatched - matched_by_text,
             "matched_by_prompt_text": matched_by_text,
             "unmatched": unmatched,
+            "ground_truth_mismatch": truth_mismatch,
         },
         "missing_reward_keys": [k for k in RATE_KEYS if k not in reward_keys],
         "length_unit": "tokens" if count_tokens else "chars",
@@ -270,6 +276,9 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     ]
     if cov["matched_by_prompt_text"]:
         notes.append(f"{cov['matched_by_prompt_text']} responses matched to their task by prompt text only.")
+    if cov.get("ground_truth_mismatch"):
+        notes.append(f"WARNING: {cov['ground_truth_mismatch']} responses carry a ground truth that differs from their "
+                     "row's: the dump does not belong to these rows.")
     if cov["unmatched"]:
         notes.append(f"{cov['unmatched']} responses could not be matched to a row ({UNKNOWN}).")
     if report.get("missing_reward_keys"):
