@@ -6,8 +6,6 @@ Every test here goes through verl's code (config composition, ``get_custom_rewar
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +25,7 @@ from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable  # noqa: 
 ensure_torchvision_importable()
 
 from verl_ext.reward import RESULT_KEYS  # noqa: E402
-from verl_ext.tasks import TASKS, Puzzle, PuzzleSkip, Task  # noqa: E402
+from verl_ext.tasks import TASKS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REWARD_FILE = REPO / "verl_ext" / "reward.py"
@@ -62,61 +60,19 @@ def config():
 # --------------------------------------------------------------------------------------- rows
 
 
-def photo_like(seed: int) -> Any:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    coarse = (rng.random((6, 7, 3)) * 255).astype(np.uint8)
-    big = np.asarray(Image.fromarray(coarse).resize((448, 384), Image.Resampling.BICUBIC), float)
-    return Image.fromarray(np.clip(big + rng.normal(0, 18, big.shape), 0, 255).astype(np.uint8))
-
-
-def make_puzzle(task: Task, seed: int) -> Puzzle:
-    for attempt in range(10):
-        partner = photo_like(500 + seed + attempt) if task.needs_partner else None
-        try:
-            return task.make(photo_like(seed + attempt), np.random.default_rng(seed + attempt), partner=partner, **task.knobs_for())
-        except PuzzleSkip:
-            continue
-    raise AssertionError(f"no {task.name} puzzle from synthetic images")
-
-
-def png(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def hand_built_row(task: Task, puzzle: Puzzle, index: int) -> dict[str, Any]:
-    """One row in the project's verl schema (the builders' contract), written by hand."""
-    return {
-        "data_source": f"ssl_{task.name}",
-        "prompt": [{"role": "user", "content": puzzle.prompt}],
-        "images": [{"bytes": png(im), "path": None} for im in puzzle.images],
-        "ability": "visual_puzzle",
-        "reward_model": {"style": "rule", "ground_truth": puzzle.answer},
-        "extra_info": {
-            "task": task.name,
-            "source": "synthetic",
-            "split": "train",
-            "index": index,
-            "source_id": str(index),
-            "content_id": "0" * 16,
-            "difficulty": task.default_difficulty,
-            "params": json.dumps(puzzle.params),
-            "prompt_tokens": 100,
-            "partner_content_id": "",
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def parquet_rows(tmp_path_factory) -> list[dict[str, Any]]:
-    """Rows of every registered task after a parquet round trip (how verl's dataset reads them)."""
-    rows = [hand_built_row(task, make_puzzle(task, i), i) for i, task in enumerate(TASKS.values())]
-    path = tmp_path_factory.mktemp("rows") / "train.parquet"
-    pd.DataFrame(rows).to_parquet(path)
-    return pd.read_parquet(path).to_dict("records")
+    """Rows of every registered task, written by the project's builder (a mix over the bundled demo photos)
+    and read back from parquet the way verl's dataset reads them."""
+    from verl_ext.build import build
+    from verl_ext.build.plan import BuildConfig
+
+    output = tmp_path_factory.mktemp("rows")
+    mix = ",".join(f"{name}:1" for name in sorted(TASKS))
+    build(BuildConfig(task="mix", tasks=mix, source="demo", output=output, workers=1, progress=False))
+    rows = [row for split in ("train", "val") for row in pd.read_parquet(output / f"{split}.parquet").to_dict("records")]
+    assert {row["extra_info"]["task"] for row in rows} == set(TASKS), "the demo mix lost a task"
+    return rows
 
 
 def responses_for(row: dict[str, Any]) -> dict[str, tuple[str, float]]:
