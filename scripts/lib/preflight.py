@@ -92,25 +92,29 @@ def data_files(data_dir: Path, task: str, source: str, allow_eval_images: bool) 
     return train, val
 
 
-def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:
-    """One key of the composed config, composed the way ``main_ppo --config-dir`` does it."""
-    try:  # verl's config package imports torchvision, which needs a fix on CPU-only machines
-        from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+def verl_config_dir() -> Path:
+    """verl's own config folder, found without importing verl (which would pull in torch)."""
+    import importlib.util
 
-        ensure_torchvision_importable()
-    except ImportError:
-        pass
+    spec = importlib.util.find_spec("verl")
+    if spec is None or not spec.submodule_search_locations:
+        raise PreflightError("verl is not installed for this Python; see README.md, 'Install'")
+    return Path(next(iter(spec.submodule_search_locations))) / "trainer" / "config"
+
+
+def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:
+    """One key of the composed config, composed as ``main_ppo --config-dir=CONFIG_DIR`` composes it."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     if not (config_dir / f"{config_name}.yaml").is_file():
         raise PreflightError(f"no config {config_name}.yaml in {config_dir}")
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
+    searchpath = f"hydra.searchpath=[file://{verl_config_dir()}]"
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-            config = compose(config_name, overrides=["hydra.searchpath=[pkg://verl.trainer.config]", *overrides])
+            config = compose(config_name, overrides=[searchpath, *overrides])
     except (HydraException, OmegaConfBaseException) as error:
         raise PreflightError(f"config {config_name} does not compose with overrides {overrides}: {error}")
     return str(OmegaConf.select(config, key))
