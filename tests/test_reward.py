@@ -315,6 +315,36 @@ def test_real_task_spellings(name: str) -> None:
         assert compute_score("s", respond(answer), truth, extra_info)["acc"] == 0.0, answer
 
 
+def flip_spellings(truth: str) -> tuple[list[str], list[str]]:
+    tile, direction = truth.split()
+    other = "vertical" if direction == "horizontal" else "horizontal"
+    right = [truth.upper(), f"tile {tile}, {direction}", f"{tile}{direction[0]}", f"{tile} {direction}ly"]
+    wrong = [f"{tile} {other}", tile, direction, f"{truth} or {tile} {other}", f"{int(tile) + 1} {direction}"]
+    return right, wrong
+
+
+def letter_spellings(truth: str) -> tuple[list[str], list[str]]:
+    other = "B" if truth != "B" else "A"
+    return [truth.lower(), f"({truth})", f"Option {truth}."], [other, f"{truth} or {other}", f"{truth}/{other}", ""]
+
+
+RELATIVE_SPELLINGS = {"flip": flip_spellings, "correspondence": letter_spellings, "inpainting": letter_spellings}
+
+
+@pytest.mark.parametrize("name", sorted(RELATIVE_SPELLINGS))
+def test_real_task_spellings_relative_to_the_truth(name: str) -> None:
+    if name not in TASKS:
+        pytest.skip(f"task {name} not registered")
+    task = TASKS[name]
+    puzzle = make_puzzle(task, task.default_difficulty)
+    right, wrong = RELATIVE_SPELLINGS[name](puzzle.answer)
+    extra_info = {"task": name, "params": json.dumps(puzzle.params)}
+    for answer in right:
+        assert compute_score("s", respond(answer), puzzle.answer, extra_info)["acc"] == 1.0, answer
+    for answer in wrong:
+        assert compute_score("s", respond(answer), puzzle.answer, extra_info)["acc"] == 0.0, answer
+
+
 @pytest.mark.parametrize("name, difficulty", real_task_cases("label"))
 def test_real_task_labels_never_collide(name: str, difficulty: str) -> None:
     """No spelling of one label normalises to a spelling of another (it would make both unanswerable)."""
