@@ -201,6 +201,8 @@ def test_report_matches_by_prompt_text_without_row_ids():
     by_task = {g["task"]: g for g in report["groups"]}
     assert by_task["rotation"]["n"] == 1 and by_task["jigsaw"]["n"] == 1
     assert by_task[puzzle_report.UNKNOWN]["n"] == 1
+    assert by_task["jigsaw"]["missing_rows"] == 1  # 2 rows, 1 response matched by text
+    assert by_task["position"]["missing_rows"] == 1
     assert report["coverage"]["matched_by_prompt_text"] == 2 and report["coverage"]["unmatched"] == 1
     assert "could not be matched" in report_markdown(report)
 

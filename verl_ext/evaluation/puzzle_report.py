@@ -53,6 +53,7 @@ class GroupStats:
     key: tuple[str, ...]
     expected_rows: int = 0
     rows_seen: set[int] = field(default_factory=set)
+    text_matched: int = 0  # responses placed here by prompt text: their rows are unknown
     samples: list[Sample] = field(default_factory=list)
 
     def to_dict(self, group_by: Sequence[str]) -> dict[str, Any]:
@@ -60,7 +61,8 @@ class GroupStats:
         out.update(summarise_samples(self.samples))
         out["rows"] = len(self.rows_seen)
         out["expected_rows"] = self.expected_rows
-        out["missing_rows"] = max(self.expected_rows - len(self.rows_seen), 0)
+        # Responses matched by text stand for rows we cannot name; count them as present (one response per row).
+        out["missing_rows"] = max(self.expected_rows - len(self.rows_seen) - self.text_matched, 0)
         return out
 
 
@@ -178,6 +180,7 @@ def build_report(
     samples: list[Sample] = []
     for gen in generations:
         index = matcher.row_of(gen)
+        by_text = False
         if index is not None:
             key = tuple(str(rows[index].get(g, "")) for g in group_by)
             expected = rows[index].get("ground_truth")
@@ -190,6 +193,7 @@ def build_report(
                 task = UNKNOWN
             else:
                 matched_by_text += 1
+                by_text = True
             # Without a row only the task is known; other grouping fields stay unknown.
             key = tuple(task if g == "task" else UNKNOWN for g in group_by)
         values = {k: v for k in RATE_KEYS if (v := _number(gen.get(k))) is not None}
@@ -207,6 +211,8 @@ def build_report(
         stats.samples.append(sample)
         if index is not None:
             stats.rows_seen.add(index)
+        elif by_text:
+            stats.text_matched += 1
 
     ordered = sorted(groups.values(), key=lambda g: g.key)
     group_rows = [g.to_dict(group_by) for g in ordered]
@@ -272,7 +278,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     lines.append(cells(report["overall"], ["**all responses**", *pad], ""))
     cov = report["coverage"]
     notes = [
-        f"{cov['responses']} responses for {cov['rows_with_response']} of {cov['expected_rows']} rows.",
+        f"{cov['responses']} responses; {cov['rows_with_response']} of {cov['expected_rows']} rows identified by row id.",
     ]
     if cov["matched_by_prompt_text"]:
         notes.append(f"{cov['matched_by_prompt_text']} responses matched to their task by prompt text only.")
