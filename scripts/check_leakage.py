@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Do training puzzles use pictures of an evaluation benchmark?
 
-    python scripts/check_leakage.py TRAIN.parquet [TRAIN2.parquet ...] --benchmark EVAL_FILE [--split dev] [--json R.json]
+    python scripts/check_leakage.py TRAIN.parquet [TRAIN2.parquet ...] --benchmark EVAL_FILE \
+        [--split dev] [--json R.json]
 
 EVAL_FILE is a benchmark file or folder (e.g. LMUData/MMBench_DEV_EN.tsv, the BLINK parquet folder) or a puzzle
 parquet (e.g. the val split a run validates on). Prints the overlap (count, fractions, example ids) and exits 1

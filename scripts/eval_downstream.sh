@@ -63,13 +63,15 @@ has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
 if has_stage config; then
   spec_args=()
   for spec in "${models[@]}"; do spec_args+=(--model "$spec"); done
-  python -m verl_ext.evaluation.downstream config --template "$TEMPLATE" "${spec_args[@]}" "${data_args[@]}" --out "$CONFIG"
+  python -m verl_ext.evaluation.downstream config --template "$TEMPLATE" "${spec_args[@]}" \
+    ${data_args[@]+"${data_args[@]}"} --out "$CONFIG"
 fi
 if has_stage infer; then
   $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode infer
 fi
 if has_stage extract; then
-  mapfile -t files < <(python -m verl_ext.evaluation.downstream predictions --work-dir "$WORK_DIR" "${model_args[@]}" "${data_args[@]}")
+  mapfile -t files < <(python -m verl_ext.evaluation.downstream predictions --work-dir "$WORK_DIR" \
+    "${model_args[@]}" ${data_args[@]+"${data_args[@]}"})
   if ((${#files[@]} == 0)); then
     echo "error: no prediction files under $WORK_DIR (did the infer stage run?)" >&2; exit 1
   fi
@@ -81,5 +83,6 @@ if has_stage eval; then
   $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode eval --judge exact_matching --reuse
 fi
 if has_stage collect; then
-  python "$REPO/scripts/collect_results.py" --work-dir "$WORK_DIR" "${model_args[@]}" "${data_args[@]}" --out "$WORK_DIR"
+  python "$REPO/scripts/collect_results.py" --work-dir "$WORK_DIR" "${model_args[@]}" \
+    ${data_args[@]+"${data_args[@]}"} --out "$WORK_DIR"
 fi

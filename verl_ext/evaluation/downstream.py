@@ -226,7 +226,8 @@ def collect_results(
             }
     averages = {}
     for model in models:
-        scores = [results[d][model]["score"] for d in datasets if results[d].get(model) and "score" in results[d][model]]
+        entries = [results[d].get(model) for d in datasets]
+        scores = [e["score"] for e in entries if e and "score" in e]
         averages[model] = {"mean": sum(scores) / len(scores) if scores else None, "datasets": len(scores)}
     return {"models": list(models), "datasets": list(datasets), "results": results, "average": averages,
             "missing": missing}

@@ -154,7 +154,8 @@ class LeakageReport:
             f"{d['train_rows_with_benchmark_images']} of {d['train_rows']} training rows "
             f"({100 * d['fraction_of_train_rows']:.1f}%) are built from {d['benchmark']} images."
         )
-        lines = [head] + [f"  {e['content_id']}: train {e['train']} = benchmark {e['benchmark']}" for e in d["examples"]]
+        lines = [head]
+        lines += [f"  {e['content_id']}: train {e['train']} = benchmark {e['benchmark']}" for e in d["examples"]]
         for side in ("train_skips", "benchmark_skips"):
             if d[side]:
                 lines.append(f"  ({side.replace('_', ' ')}: {d[side]})")

@@ -4,7 +4,8 @@ verl's TensorBoard logger writes every metric with ``add_scalar(name, value, ste
 
 * reward: ``critic/score/mean`` (band ``critic/score/min``…``max``) and per task ``train/<data_source>/score``
   (the per-task keys come from :class:`verl_ext.reward_manager.TaskMetricsReplayBuffer`)
-* accuracy / partial credit / format rate / flat groups per task: ``train/<data_source>/{acc,partial,format,flat_groups}``
+* accuracy / partial credit / format rate / flat groups per task:
+  ``train/<data_source>/{acc,partial,format,flat_groups}``
 * response length: ``response_length/mean`` (band min…max) and ``response_length/clip_ratio``
 * KL: ``actor/kl_loss`` (and ``actor/ppo_kl`` when logged)
 * validation: ``val-core/<data_source>/acc/mean@N`` and ``val-aux/<data_source>/format/mean@N``

@@ -9,8 +9,9 @@ dumps of a training run) are matched by prompt text, which identifies the task w
 
 Commands::
 
-    python -m verl_ext.evaluation.puzzle_report report --generations DUMP_DIR (--rows eval_rows.jsonl | --data F.parquet...) \
-        --out DIR [--label NAME] [--tokenizer MODEL_DIR] [--group-by task,difficulty] [--step N]
+    python -m verl_ext.evaluation.puzzle_report report --generations DUMP_DIR \
+        (--rows eval_rows.jsonl | --data F.parquet...) --out DIR \
+        [--label NAME] [--tokenizer MODEL_DIR] [--group-by task,difficulty] [--step N]
     python -m verl_ext.evaluation.puzzle_report compare A/puzzle_report.json B/puzzle_report.json --out DIR
 
 ``report`` writes ``DIR/puzzle_report.{json,md}``; ``compare`` writes ``DIR/comparison.{json,md}``.
@@ -278,7 +279,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     lines.append(cells(report["overall"], ["**all responses**", *pad], ""))
     cov = report["coverage"]
     notes = [
-        f"{cov['responses']} responses; {cov['rows_with_response']} of {cov['expected_rows']} rows identified by row id.",
+        f"{cov['responses']} responses; {cov['rows_with_response']} of {cov['expected_rows']} rows identified "
+        "by row id.",
     ]
     if cov["matched_by_prompt_text"]:
         notes.append(f"{cov['matched_by_prompt_text']} responses matched to their task by prompt text only.")
