@@ -30,7 +30,8 @@ if [[ ! -f "$ACTOR_DIR/fsdp_config.json" ]]; then
   die "$ACTOR_DIR is not a verl FSDP actor checkpoint (no fsdp_config.json)." \
     "Expected SAVE_DIR/global_step_N/actor with model_world_size_W_rank_R.pt shards and fsdp_config.json."
 fi
-world_size="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["world_size"])' "$ACTOR_DIR/fsdp_config.json")"
+world_size="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["world_size"])' \
+  "$ACTOR_DIR/fsdp_config.json")"
 for ((rank = 0; rank < world_size; rank++)); do
   [[ -f "$ACTOR_DIR/model_world_size_${world_size}_rank_${rank}.pt" ]] || die \
     "shard model_world_size_${world_size}_rank_${rank}.pt is missing in $ACTOR_DIR." \

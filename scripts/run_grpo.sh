@@ -15,7 +15,7 @@
 #   INPUT            the source's files, passed to the builder when the puzzles are not built yet
 #   TASKS            comma-separated tasks for TASK=mix
 #   BUILD_ARGS       extra builder arguments, e.g. "--difficulty hard --seed 1"
-#   DATA_DIR         built puzzles (manifest.json + <split>.parquet)  [datasets/SOURCE_TASK]
+#   DATA_DIR         built puzzles (manifest.json + <split>.parquet)  [datasets/ssl/SOURCE_TASK]
 #   ALLOW_EVAL_IMAGES=1  also train on the val split's puzzles (the images validated on); off by default
 #   EXPERIMENT_NAME  run name                                  [SOURCE_TASK_<model folder name>]
 #   SAVE_DIR         checkpoints; rerunning with the same SAVE_DIR resumes from its latest checkpoint
@@ -66,9 +66,9 @@ require_model_dir "$MODEL_PATH"
 TASK_LABEL="$TASK"
 if [[ "$TASK" == mix ]]; then
   [[ -n "${TASKS:-}" ]] || die "TASK=mix needs TASKS, the tasks to mix." "Example: TASKS=rotation,jigsaw,position"
-  TASK_LABEL="mix_${TASKS//,/-}"
+  TASK_LABEL="$(printf 'mix_%s' "${TASKS//,/-}" | tr -c 'A-Za-z0-9._-' '_')"
 fi
-DATA_DIR="$(abspath "${DATA_DIR:-$REPO_ROOT/datasets/${SOURCE}_${TASK_LABEL}}")"
+DATA_DIR="$(abspath "${DATA_DIR:-$REPO_ROOT/datasets/ssl/${SOURCE}_${TASK_LABEL}}")"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-${SOURCE}_${TASK_LABEL}_$(basename "$MODEL_PATH")}"
 EXPERIMENT_NAME="$(printf '%s' "$EXPERIMENT_NAME" | tr -c 'A-Za-z0-9._-' '_')"
 SAVE_DIR="$(abspath "${SAVE_DIR:-$REPO_ROOT/checkpoints/$EXPERIMENT_NAME}")"
@@ -88,7 +88,8 @@ if [[ "$DEVICE" == gpu ]] && ! hydra_print_only "$@"; then
     N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-$gpus}"
     [[ "$N_GPUS_PER_NODE" -le "$gpus" ]] || die "N_GPUS_PER_NODE=$N_GPUS_PER_NODE but this machine has $gpus GPU(s)." \
       "Set N_GPUS_PER_NODE=$gpus (or fewer)."
-    [[ "${NNODES:-1}" -le 1 ]] || die "NNODES=$NNODES needs a Ray cluster spanning those nodes; RAY_ADDRESS is not set." \
+    [[ "${NNODES:-1}" -le 1 ]] || die \
+      "NNODES=$NNODES needs a Ray cluster spanning those nodes; RAY_ADDRESS is not set." \
       "On the first node:   ray start --head --port=6379" \
       "On every other node: ray start --address=<first node's IP>:6379" \
       "Then on the first node: RAY_ADDRESS=<first node's IP>:6379 NNODES=$NNODES bash $0 $TASK $SOURCE"
@@ -110,6 +111,8 @@ if [[ ! -f "$DATA_DIR/manifest.json" ]]; then
       "  INPUT=path/to/$SOURCE bash $0 $TASK $SOURCE" \
       "or point DATA_DIR at puzzles built with build_benchmarks/build.py."
   fi
+  [[ -z "${INPUT:-}" || -e "$INPUT" ]] || die "INPUT=$INPUT does not exist." \
+    "INPUT must be the $SOURCE files the puzzles are built from (see README.md, 'Building data')."
   config_overrides=()
   for arg in "$@"; do [[ "$arg" == *=* && "$arg" != -* ]] && config_overrides+=("$arg"); done
   max_prompt_tokens="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" config-value "$CONFIG_DIR" "$CONFIG" \
@@ -168,7 +171,10 @@ if [[ "${DRY_RUN:-0}" == 1 ]]; then
 fi
 
 mkdir -p "$SAVE_DIR"
-log="$SAVE_DIR/train_$(date +%Y%m%d_%H%M%S).log"
+stamp="$(date +%Y%m%d_%H%M%S)"
+log="$SAVE_DIR/train_$stamp.log"
+# Hydra's own record of the run (composed config, overrides), next to its checkpoints rather than in ./outputs.
+[[ -n "$(hydra_override_value hydra.run.dir "$@")" ]] || cmd+=("hydra.run.dir=$SAVE_DIR/hydra/$stamp")
 info "config $CONFIG, model $MODEL_PATH"
 info "checkpoints: $SAVE_DIR   TensorBoard: $TENSORBOARD_DIR   log: $log"
 "${cmd[@]}" 2>&1 | tee "$log"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GRPO on contrastive puzzles made from MMBench images: the model learns to tell whether two augmented views show the same image.
-# Trains on puzzles from MMBench test images and validates on puzzles from MMBench dev images (ALLOW_EVAL_IMAGES=1
-# also trains on the dev ones, as SSL4RL did). INPUT: the MMBench files, needed once to build the puzzles.
-# Environment variables and Hydra overrides as for scripts/run_grpo.sh, e.g.
-#   INPUT=data/mmbench MODEL_PATH=models/Qwen2.5-VL-3B-Instruct bash scripts/run_mmbench_contrastive.sh trainer.total_training_steps=300
+# GRPO on contrastive puzzles made from MMBench images: the model learns to tell whether two views show one image.
+# Trains on puzzles from MMBench test images, validates on puzzles from MMBench dev images (ALLOW_EVAL_IMAGES=1
+# also trains on the dev ones, as SSL4RL did). The puzzles are built once from INPUT, the MMBench HF parquet
+# folder (default datasets/MMBench), into datasets/ssl/mmbench_contrastive. Other settings: see scripts/run_grpo.sh.
+#   MODEL_PATH=models/Qwen2.5-VL-3B-Instruct bash scripts/run_mmbench_contrastive.sh trainer.total_training_steps=300
+export INPUT="${INPUT:-$(dirname "${BASH_SOURCE[0]}")/../datasets/MMBench}"
 exec bash "$(dirname "${BASH_SOURCE[0]}")/run_grpo.sh" contrastive mmbench "$@"

@@ -71,16 +71,28 @@ def test_reward_is_our_compute_score_and_verl_can_load_it(base):
     assert load_extern_object(reward.path, reward.name) is compute_score
 
 
+def test_training_metrics_per_task_come_from_our_replay_buffer(base):
+    from verl.utils.import_utils import load_extern_type
+
+    from verl_ext.reward_manager import TaskMetricsReplayBuffer
+
+    sampler = base.trainer.v1.sampler.custom_sampler
+    assert base.trainer.v1.trainer_mode == "sync"  # the buffer class below is the one for the sync trainer
+    assert load_extern_type(sampler.path, sampler.name) is TaskMetricsReplayBuffer
+
+
 def test_7b_overlay_changes_only_memory_layout(base):
     from omegaconf import OmegaConf
 
     big = compose("grpo_qwen2_5_vl_7b")
     assert big.actor_rollout_ref.rollout.tensor_model_parallel_size == 2
-    assert big.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu < base.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu
+    micro_batch = "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"
+    assert OmegaConf.select(big, micro_batch) < OmegaConf.select(base, micro_batch)
     # The learning recipe itself is inherited unchanged.
-    for key in ("actor_rollout_ref.actor.optim.lr", "data.train_batch_size", "actor_rollout_ref.actor.ppo_mini_batch_size",
-                "actor_rollout_ref.rollout.n", "actor_rollout_ref.actor.kl_loss_coef", "data.max_prompt_length",
-                "reward.custom_reward_function.path", "trainer.resume_mode"):
+    for key in ("actor_rollout_ref.actor.optim.lr", "data.train_batch_size",
+                "actor_rollout_ref.actor.ppo_mini_batch_size", "actor_rollout_ref.rollout.n",
+                "actor_rollout_ref.actor.kl_loss_coef", "data.max_prompt_length",
+                "reward.custom_reward_function.path", "trainer.resume_mode", "trainer.v1.sampler.custom_sampler.name"):
         assert OmegaConf.select(big, key) == OmegaConf.select(base, key), key
 
 

@@ -41,9 +41,9 @@ with torch.no_grad():
 # verl's FSDP2 mesh is named "fsdp"; its merger relies on that name.
 fully_shard(model, mesh=init_device_mesh("cpu", (dist.get_world_size(),), mesh_dim_names=("fsdp",)))
 contents = ["model", "optimizer", "extra"]
+checkpoint_config = OmegaConf.create({{"save_contents": contents, "load_contents": contents}})
 manager = FSDPCheckpointManager(model, torch.optim.AdamW(model.parameters(), lr=1e-6), None,
-                                AutoProcessor.from_pretrained(model_dir),
-                                checkpoint_config=OmegaConf.create({{"save_contents": contents, "load_contents": contents}}))
+                                AutoProcessor.from_pretrained(model_dir), checkpoint_config=checkpoint_config)
 manager.save_checkpoint(local_path=os.path.join(root, "global_step_1", "actor"), global_step=1)
 if dist.get_rank() == 0:
     with open(os.path.join(root, "latest_checkpointed_iteration.txt"), "w") as f:
@@ -159,7 +159,8 @@ def test_checker_names_what_is_missing(merged, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(target, partial)
     (partial / "processor_config.json").unlink()
-    assert load_checker().check_files(partial) == ["no image processor (processor_config.json or preprocessor_config.json)"]
+    problems = load_checker().check_files(partial)
+    assert problems == ["no image processor (processor_config.json or preprocessor_config.json)"]
 
 
 def test_checker_requires_a_chat_template(merged, tmp_path):

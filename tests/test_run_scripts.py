@@ -189,6 +189,13 @@ def test_no_data_and_no_input_is_a_clear_message(setup):
     assert "no puzzles in DATA_DIR" in result.stderr and "INPUT" in result.stderr
 
 
+def test_missing_input_is_a_clear_message(setup):
+    tmp_path, env = setup
+    result = run(["rotation", "mmbench"], {**env, "DATA_DIR": str(tmp_path / "empty"), "INPUT": str(tmp_path / "no.tsv")},
+                 gpus=8, tmp_path=tmp_path)
+    assert result.returncode == 1 and f"INPUT={tmp_path / 'no.tsv'} does not exist" in result.stderr
+
+
 def test_empty_parquet_is_a_clear_message_with_the_skip_reasons(setup):
     tmp_path, env = setup
     write_dataset(tmp_path / "data", rows={"test": 0, "dev": 3})
@@ -220,6 +227,7 @@ def test_missing_data_is_built_with_the_configs_prompt_budget(setup):
         f'exec "{sys.executable}" "$@"\n'
     )
     wrapper.chmod(0o755)
+    (tmp_path / "mmbench.tsv").write_text("index\timage\n")
     build_env = {**env, "PYTHON": str(wrapper), "DATA_DIR": str(data_dir), "INPUT": str(tmp_path / "mmbench.tsv"),
                  "BUILD_ARGS": "--seed 3"}
     command, _ = dry_run(["rotation", "mmbench", "data.max_prompt_length=768"], build_env, tmp_path)
