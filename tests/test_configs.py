@@ -97,7 +97,7 @@ def test_7b_overlay_changes_only_memory_layout(base):
 
 
 @pytest.mark.parametrize("name", GPU_CONFIGS)
-@pytest.mark.parametrize("nnodes,gpus", [(1, 8), (2, 8), (4, 8)])
+@pytest.mark.parametrize("nnodes,gpus", [(1, 8), (2, 8), (4, 8), (8, 8)])
 def test_configs_pass_verls_validation(name, nnodes, gpus):
     from verl.utils.config import validate_config
 

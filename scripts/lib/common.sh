@@ -63,7 +63,7 @@ require_model_dir() {
   local dir="$1"
   [[ -e "$dir" ]] || die "no model at MODEL_PATH=$dir (the folder does not exist)." \
     "Point MODEL_PATH at a local Hugging Face folder, e.g. after" \
-    "  huggingface-cli download Qwen/Qwen2.5-VL-3B-Instruct --local-dir models/Qwen2.5-VL-3B-Instruct" \
+    "  hf download Qwen/Qwen2.5-VL-3B-Instruct --local-dir models/Qwen2.5-VL-3B-Instruct" \
     "(for a CPU smoke test: python scripts/make_tiny_model.py --out models/tiny-qwen2.5-vl)."
   [[ -f "$dir/config.json" ]] || die "no model at MODEL_PATH=$dir (no config.json in it)." \
     "MODEL_PATH must be the folder that holds config.json and the *.safetensors weights."
