@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything (pinned CPU stack + this project, in a virtual environment) and run the whole test suite,
+# including the CPU end-to-end verl run (tests/test_train_e2e_cpu.py, a few minutes). Exits non-zero on failure.
+#
+# Usage: bash scripts/test.sh [PYTEST_ARGS ...]     e.g. bash scripts/test.sh -m "not e2e" -x
+# Environment:
+#   VENV           virtual environment to create or reuse          [.venv in the repository]
+#   TEST_TIMEOUT   wall-clock limit for the pytest run, `timeout` syntax  [60m]
+#   (see scripts/lib/install.sh for PYTHON, TORCH_CPU_INDEX, FORCE_INSTALL)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+VENV="${VENV:-$REPO/.venv}"
+
+source "$REPO/scripts/lib/install.sh"
+install_cpu_stack "$VENV"
+
+# The CPU environment for every test process: the torchvision fix, the verl CPU platform, and HF offline flags
+# (so no test can reach the hub).
+source "$REPO/scripts/lib/cpu_env.sh"
+
+set +e
+timeout --kill-after=60 "${TEST_TIMEOUT:-60m}" "$VENV/bin/python" -m pytest tests -ra --durations=15 "$@"
+status=$?
+set -e
+case "$status" in
+  0) echo "[test.sh] all tests passed" ;;
+  5) echo "[test.sh] ERROR: pytest collected no tests (exit 5); the suite or its selection is broken" >&2 ;;
+  124 | 137) echo "[test.sh] ERROR: the test run exceeded TEST_TIMEOUT=${TEST_TIMEOUT:-60m} and was stopped" >&2 ;;
+  *) echo "[test.sh] ERROR: tests failed (pytest exit code $status)" >&2 ;;
+esac
+exit "$status"
