@@ -31,150 +31,157 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-if [[ $# -lt 2 || "$1" == -* ]]; then
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-  exit 1
-fi
-TASK="$1"
-SOURCE="$2"
-shift 2
-
-DEVICE="${DEVICE:-gpu}"
-case "$DEVICE" in
-  gpu) ;;
-  cpu)
-    [[ -f "$REPO_ROOT/scripts/lib/cpu_env.sh" ]] || die "DEVICE=cpu needs scripts/lib/cpu_env.sh, which is missing."
-    # Exports the CPU platform's environment; may also set PLATFORM_OVERRIDES (Hydra overrides) and defaults.
-    source "$REPO_ROOT/scripts/lib/cpu_env.sh"
-    CONFIG="${CONFIG:-grpo_cpu_tiny}"
-    ;;
-  *) die "DEVICE=$DEVICE is not supported." "Use DEVICE=gpu (default) or DEVICE=cpu." ;;
-esac
-CONFIG="${CONFIG:-grpo_qwen2_5_vl}"
-PYTHON="${PYTHON:-python}"
-CONFIG_DIR="$REPO_ROOT/configs"
-[[ -f "$CONFIG_DIR/$CONFIG.yaml" ]] || die "no config $CONFIG.yaml in configs/." \
-  "Available: $(cd "$CONFIG_DIR" && ls ./*.yaml | sed 's|^\./||; s|\.yaml$||' | tr '\n' ' ')"
-
-case "$CONFIG" in
-  *7b*) default_model="$REPO_ROOT/models/Qwen2.5-VL-7B-Instruct" ;;
-  *) default_model="$REPO_ROOT/models/Qwen2.5-VL-3B-Instruct" ;;
-esac
-MODEL_PATH="$(abspath "${MODEL_PATH:-$default_model}")"
-require_model_dir "$MODEL_PATH"
-
-TASK_LABEL="$TASK"
-if [[ "$TASK" == mix ]]; then
-  [[ -n "${TASKS:-}" ]] || die "TASK=mix needs TASKS, the tasks to mix." "Example: TASKS=rotation,jigsaw,position"
-  TASK_LABEL="$(printf 'mix_%s' "${TASKS//,/-}" | tr -c 'A-Za-z0-9._-' '_')"
-fi
-DATA_DIR="$(abspath "${DATA_DIR:-$REPO_ROOT/datasets/ssl/${SOURCE}_${TASK_LABEL}}")"
-EXPERIMENT_NAME="${EXPERIMENT_NAME:-${SOURCE}_${TASK_LABEL}_$(basename "$MODEL_PATH")}"
-EXPERIMENT_NAME="$(printf '%s' "$EXPERIMENT_NAME" | tr -c 'A-Za-z0-9._-' '_')"
-SAVE_DIR="$(abspath "${SAVE_DIR:-$REPO_ROOT/checkpoints/$EXPERIMENT_NAME}")"
-TENSORBOARD_DIR="$(abspath "${TENSORBOARD_DIR:-$SAVE_DIR/tensorboard}")"
-NNODES="${NNODES:-}"
-for var in N_GPUS_PER_NODE NNODES; do
-  [[ "${!var:-1}" =~ ^[1-9][0-9]*$ ]] || die "$var=${!var} is not a positive whole number."
-done
-
-# Hardware. Printing the config needs none; a run on a Ray cluster is checked by verl against the cluster.
-if [[ "$DEVICE" == gpu ]] && ! hydra_print_only "$@"; then
-  if [[ -z "${RAY_ADDRESS:-}" ]]; then
-    gpus="$(gpu_count)"
-    [[ "$gpus" -gt 0 ]] || die "no NVIDIA GPU found on this machine (nvidia-smi lists none)." \
-      "GRPO with vLLM needs GPUs. To try the whole pipeline on CPU with a tiny model: bash scripts/demo.sh" \
-      "To only print the composed config: bash scripts/run_grpo.sh $TASK $SOURCE --cfg job"
-    N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-$gpus}"
-    [[ "$N_GPUS_PER_NODE" -le "$gpus" ]] || die "N_GPUS_PER_NODE=$N_GPUS_PER_NODE but this machine has $gpus GPU(s)." \
-      "Set N_GPUS_PER_NODE=$gpus (or fewer)."
-    [[ "${NNODES:-1}" -le 1 ]] || die \
-      "NNODES=$NNODES needs a Ray cluster spanning those nodes; RAY_ADDRESS is not set." \
-      "On the first node:   ray start --head --port=6379" \
-      "On every other node: ray start --address=<first node's IP>:6379" \
-      "Then on the first node: RAY_ADDRESS=<first node's IP>:6379 NNODES=$NNODES bash $0 $TASK $SOURCE"
-  else
-    N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-8}"
+# The whole script is one function, read by bash before it runs: editing this file (e.g. `git pull`) during
+# a days-long run cannot change what the rest of that run executes.
+main() {
+  if [[ $# -lt 2 || "$1" == -* ]]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 1
   fi
-fi
+  TASK="$1"
+  SOURCE="$2"
+  shift 2
 
-# The package and verl must be importable here and in every Ray worker (same environment on every node).
-"$PYTHON" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("verl") and u.find_spec("verl_ext") else 1)' \
-  2> /dev/null || die "verl or this project is not installed for $PYTHON." \
-  "Activate the project's environment, or: pip install -e '.[gpu]' (see README.md)."
+  DEVICE="${DEVICE:-gpu}"
+  case "$DEVICE" in
+    gpu) ;;
+    cpu)
+      [[ -f "$REPO_ROOT/scripts/lib/cpu_env.sh" ]] || die "DEVICE=cpu needs scripts/lib/cpu_env.sh, which is missing."
+      # Exports the CPU platform's environment; may also set PLATFORM_OVERRIDES (Hydra overrides) and defaults.
+      source "$REPO_ROOT/scripts/lib/cpu_env.sh"
+      CONFIG="${CONFIG:-grpo_cpu_tiny}"
+      ;;
+    *) die "DEVICE=$DEVICE is not supported." "Use DEVICE=gpu (default) or DEVICE=cpu." ;;
+  esac
+  CONFIG="${CONFIG:-grpo_qwen2_5_vl}"
+  PYTHON="${PYTHON:-python}"
+  CONFIG_DIR="$REPO_ROOT/configs"
+  [[ -f "$CONFIG_DIR/$CONFIG.yaml" ]] || die "no config $CONFIG.yaml in configs/." \
+    "Available: $(cd "$CONFIG_DIR" && ls ./*.yaml | sed 's|^\./||; s|\.yaml$||' | tr '\n' ' ')"
 
-# Data: build once, then reuse.
-if [[ ! -f "$DATA_DIR/manifest.json" ]]; then
-  if [[ -z "${INPUT:-}" && "$SOURCE" != demo ]]; then
-    die "no puzzles in DATA_DIR=$DATA_DIR (no manifest.json), and INPUT is not set to build them." \
-      "Set INPUT to the $SOURCE files (see README.md, 'Building data'), e.g." \
-      "  INPUT=path/to/$SOURCE bash $0 $TASK $SOURCE" \
-      "or point DATA_DIR at puzzles built with build_benchmarks/build.py."
+  case "$CONFIG" in
+    *7b*) default_model="$REPO_ROOT/models/Qwen2.5-VL-7B-Instruct" ;;
+    *) default_model="$REPO_ROOT/models/Qwen2.5-VL-3B-Instruct" ;;
+  esac
+  MODEL_PATH="$(abspath "${MODEL_PATH:-$default_model}")"
+  require_model_dir "$MODEL_PATH"
+
+  TASK_LABEL="$TASK"
+  if [[ "$TASK" == mix ]]; then
+    [[ -n "${TASKS:-}" ]] || die "TASK=mix needs TASKS, the tasks to mix." "Example: TASKS=rotation,jigsaw,position"
+    TASK_LABEL="$(printf 'mix_%s' "${TASKS//,/-}" | tr -c 'A-Za-z0-9._-' '_')"
   fi
-  [[ -z "${INPUT:-}" || -e "$INPUT" ]] || die "INPUT=$INPUT does not exist." \
-    "INPUT must be the $SOURCE files the puzzles are built from (see README.md, 'Building data')."
+  DATA_DIR="$(abspath "${DATA_DIR:-$REPO_ROOT/datasets/ssl/${SOURCE}_${TASK_LABEL}}")"
+  EXPERIMENT_NAME="${EXPERIMENT_NAME:-${SOURCE}_${TASK_LABEL}_$(basename "$MODEL_PATH")}"
+  EXPERIMENT_NAME="$(printf '%s' "$EXPERIMENT_NAME" | tr -c 'A-Za-z0-9._-' '_')"
+  SAVE_DIR="$(abspath "${SAVE_DIR:-$REPO_ROOT/checkpoints/$EXPERIMENT_NAME}")"
+  TENSORBOARD_DIR="$(abspath "${TENSORBOARD_DIR:-$SAVE_DIR/tensorboard}")"
+  NNODES="${NNODES:-}"
+  for var in N_GPUS_PER_NODE NNODES; do
+    [[ "${!var:-1}" =~ ^[1-9][0-9]*$ ]] || die "$var=${!var} is not a positive whole number."
+  done
+
+  # Hardware. Printing the config needs none; a run on a Ray cluster is checked by verl against the cluster.
+  if [[ "$DEVICE" == gpu ]] && ! hydra_print_only "$@"; then
+    if [[ -z "${RAY_ADDRESS:-}" ]]; then
+      gpus="$(gpu_count)"
+      [[ "$gpus" -gt 0 ]] || die "no NVIDIA GPU found on this machine (nvidia-smi lists none)." \
+        "GRPO with vLLM needs GPUs. To try the whole pipeline on CPU with a tiny model: bash scripts/demo.sh" \
+        "To only print the composed config: bash scripts/run_grpo.sh $TASK $SOURCE --cfg job"
+      N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-$gpus}"
+      [[ "$N_GPUS_PER_NODE" -le "$gpus" ]] || die \
+        "N_GPUS_PER_NODE=$N_GPUS_PER_NODE but this machine has $gpus GPU(s)." \
+        "Set N_GPUS_PER_NODE=$gpus (or fewer)."
+      [[ "${NNODES:-1}" -le 1 ]] || die \
+        "NNODES=$NNODES needs a Ray cluster spanning those nodes; RAY_ADDRESS is not set." \
+        "On the first node:   ray start --head --port=6379" \
+        "On every other node: ray start --address=<first node's IP>:6379" \
+        "Then on the first node: RAY_ADDRESS=<first node's IP>:6379 NNODES=$NNODES bash $0 $TASK $SOURCE"
+    else
+      N_GPUS_PER_NODE="${N_GPUS_PER_NODE:-8}"
+    fi
+  fi
+
+  # The package and verl must be importable here and in every Ray worker (same environment on every node).
+  "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(not (u.find_spec("verl") and u.find_spec("verl_ext")))' \
+    2> /dev/null || die "verl or this project is not installed for $PYTHON." \
+    "Activate the project's environment, or: pip install -e '.[gpu]' (see README.md)."
+
+  # Data: build once, then reuse. Puzzles are sized for the prompt budget verl will enforce.
   config_overrides=()
   for arg in "$@"; do [[ "$arg" == *=* && "$arg" != -* ]] && config_overrides+=("$arg"); done
   max_prompt_tokens="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" config-value "$CONFIG_DIR" "$CONFIG" \
     data.max_prompt_length ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
-  build=("$PYTHON" "$REPO_ROOT/build_benchmarks/build.py" --task "$TASK" --source "$SOURCE" --output "$DATA_DIR"
-    --max-prompt-tokens "$max_prompt_tokens")
-  [[ -n "${INPUT:-}" ]] && build+=(--input "$(abspath "$INPUT")")
-  [[ "$TASK" == mix ]] && build+=(--tasks "$TASKS")
-  read -r -a build_args <<< "${BUILD_ARGS:-}"
-  build+=(${build_args[@]+"${build_args[@]}"})
-  info "building puzzles: ${build[*]}"
-  "${build[@]}" || die "building the puzzles failed (see the builder's message above)."
-fi
-data_args=("$DATA_DIR" --task "$TASK" --source "$SOURCE")
-[[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]] && data_args+=(--allow-eval-images)
-files="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" data-files "${data_args[@]}")" || exit 1
-TRAIN_FILES="$(sed -n 1p <<< "$files")"
-VAL_FILES="$(sed -n 2p <<< "$files")"
-if [[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]]; then
-  warn "ALLOW_EVAL_IMAGES=1: training ALSO on the validation split's puzzles, i.e. on the images the model is"
-  warn "validated on. Validation scores are then not held-out, and if that split is a benchmark's evaluation"
-  warn "set (MMBench dev), benchmark results are transductive. Use it only to reproduce SSL4RL's setting."
-fi
+  if [[ ! -f "$DATA_DIR/manifest.json" ]]; then
+    if [[ -z "${INPUT:-}" && "$SOURCE" != demo ]]; then
+      die "no puzzles in DATA_DIR=$DATA_DIR (no manifest.json), and INPUT is not set to build them." \
+        "Set INPUT to the $SOURCE files (see README.md, 'Building data'), e.g." \
+        "  INPUT=path/to/$SOURCE bash $0 $TASK $SOURCE" \
+        "or point DATA_DIR at puzzles built with build_benchmarks/build.py."
+    fi
+    [[ -z "${INPUT:-}" || -e "$INPUT" ]] || die "INPUT=$INPUT does not exist." \
+      "INPUT must be the $SOURCE files the puzzles are built from (see README.md, 'Building data')."
+    build=("$PYTHON" "$REPO_ROOT/build_benchmarks/build.py" --task "$TASK" --source "$SOURCE" --output "$DATA_DIR"
+      --max-prompt-tokens "$max_prompt_tokens")
+    [[ -n "${INPUT:-}" ]] && build+=(--input "$(abspath "$INPUT")")
+    [[ "$TASK" == mix ]] && build+=(--tasks "$TASKS")
+    read -r -a build_args <<< "${BUILD_ARGS:-}"
+    build+=(${build_args[@]+"${build_args[@]}"})
+    info "building puzzles: ${build[*]}"
+    "${build[@]}" || die "building the puzzles failed (see the builder's message above)."
+  fi
+  data_args=("$DATA_DIR" --task "$TASK" --source "$SOURCE" --max-prompt-length "$max_prompt_tokens")
+  [[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]] && data_args+=(--allow-eval-images)
+  files="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" data-files "${data_args[@]}")" || exit 1
+  TRAIN_FILES="$(sed -n 1p <<< "$files")"
+  VAL_FILES="$(sed -n 2p <<< "$files")"
+  if [[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]]; then
+    warn "ALLOW_EVAL_IMAGES=1: training ALSO on the validation split's puzzles, i.e. on the images the model is"
+    warn "validated on. Validation scores are then not held-out, and if that split is a benchmark's evaluation"
+    warn "set (MMBench dev), benchmark results are transductive. Use it only to reproduce SSL4RL's setting."
+  fi
 
-# Resuming: verl (trainer.resume_mode=auto) restarts from SAVE_DIR's latest checkpoint by itself.
-step="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" latest-step "$SAVE_DIR")"
-if [[ -n "$step" ]] && [[ "$(hydra_override_value trainer.resume_mode "$@")" != disable ]]; then
-  info "resuming from $SAVE_DIR/global_step_$step (to start over: another SAVE_DIR, or trainer.resume_mode=disable)"
-fi
+  # Resuming: verl (trainer.resume_mode=auto) restarts from SAVE_DIR's latest checkpoint by itself.
+  step="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" latest-step "$SAVE_DIR")"
+  if [[ -n "$step" ]] && [[ "$(hydra_override_value trainer.resume_mode "$@")" != disable ]]; then
+    info "resuming from $SAVE_DIR/global_step_$step (to start over: another SAVE_DIR, or trainer.resume_mode=disable)"
+  fi
 
-overrides=(
-  "data.train_files=$TRAIN_FILES"
-  "data.val_files=$VAL_FILES"
-  "actor_rollout_ref.model.path=$MODEL_PATH"
-  "trainer.experiment_name=$EXPERIMENT_NAME"
-  "trainer.default_local_dir=$SAVE_DIR"
-  # Set through Ray so the trainer process gets it on whichever node it runs.
-  "++ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=$TENSORBOARD_DIR"
-)
-[[ -n "${N_GPUS_PER_NODE:-}" ]] && overrides+=("trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
-[[ -n "$NNODES" ]] && overrides+=("trainer.nnodes=$NNODES")
-overrides+=(${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
+  overrides=(
+    "data.train_files=$TRAIN_FILES"
+    "data.val_files=$VAL_FILES"
+    "actor_rollout_ref.model.path=$MODEL_PATH"
+    "trainer.experiment_name=$EXPERIMENT_NAME"
+    "trainer.default_local_dir=$SAVE_DIR"
+    # Set through Ray so the trainer process gets it on whichever node it runs.
+    "++ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=$TENSORBOARD_DIR"
+  )
+  [[ -n "${N_GPUS_PER_NODE:-}" ]] && overrides+=("trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
+  [[ -n "$NNODES" ]] && overrides+=("trainer.nnodes=$NNODES")
+  overrides+=(${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
 
-cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}" "$@")
-[[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
-export TENSORBOARD_DIR
+  cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}" "$@")
+  [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
+  export TENSORBOARD_DIR
 
-if hydra_print_only "$@"; then
-  [[ "$DEVICE" == cpu ]] || use_import_fix_without_gpu  # verl's config imports torchvision
-  exec "${cmd[@]}"
-fi
-if [[ "${DRY_RUN:-0}" == 1 ]]; then
-  printf '%q ' "${cmd[@]}"
-  printf '\n'
-  exit 0
-fi
+  if hydra_print_only "$@"; then
+    [[ "$DEVICE" == cpu ]] || use_import_fix_without_gpu  # verl's config imports torchvision
+    exec "${cmd[@]}"
+  fi
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    printf '%q ' "${cmd[@]}"
+    printf '\n'
+    exit 0
+  fi
 
-mkdir -p "$SAVE_DIR"
-stamp="$(date +%Y%m%d_%H%M%S)"
-log="$SAVE_DIR/train_$stamp.log"
-# Hydra's own record of the run (composed config, overrides), next to its checkpoints rather than in ./outputs.
-[[ -n "$(hydra_override_value hydra.run.dir "$@")" ]] || cmd+=("hydra.run.dir=$SAVE_DIR/hydra/$stamp")
-info "config $CONFIG, model $MODEL_PATH"
-info "checkpoints: $SAVE_DIR   TensorBoard: $TENSORBOARD_DIR   log: $log"
-"${cmd[@]}" 2>&1 | tee "$log"
+  mkdir -p "$SAVE_DIR"
+  stamp="$(date +%Y%m%d_%H%M%S)"
+  log="$SAVE_DIR/train_$stamp.log"
+  # Hydra's own record of the run (composed config, overrides), next to its checkpoints rather than in ./outputs.
+  [[ -n "$(hydra_override_value hydra.run.dir "$@")" ]] || cmd+=("hydra.run.dir=$SAVE_DIR/hydra/$stamp")
+  info "config $CONFIG, model $MODEL_PATH"
+  info "checkpoints: $SAVE_DIR   TensorBoard: $TENSORBOARD_DIR   log: $log"
+  "${cmd[@]}" 2>&1 | tee "$log"
+}
+
+main "$@"

@@ -19,7 +19,7 @@ RUN = REPO / "scripts" / "run_grpo.sh"
 
 
 def write_dataset(data_dir: Path, task: str = "rotation", source: str = "mmbench",
-                  rows: dict[str, int] | None = None) -> Path:
+                  rows: dict[str, int] | None = None, max_prompt_tokens: int = 1024) -> Path:
     """A built-dataset folder as build_benchmarks/build.py leaves it (only the parts the launcher reads)."""
     rows = {"test": 6, "dev": 3} if rows is None else rows
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,7 @@ def write_dataset(data_dir: Path, task: str = "rotation", source: str = "mmbench
         frame = pd.DataFrame({"data_source": [f"ssl_{task}"] * n, "reward_model": [{"ground_truth": "90"}] * n})
         frame.to_parquet(data_dir / f"{split}.parquet")
     manifest = {"task": task, "source": source, "train_split": "test", "val_split": "dev", "splits": rows,
-                "skips": {"too_small": 2}}
+                "skips": {"too_small": 2}, "max_prompt_tokens": max_prompt_tokens}
     (data_dir / "manifest.json").write_text(json.dumps(manifest))
     return data_dir
 
@@ -205,6 +205,15 @@ def test_empty_parquet_is_a_clear_message_with_the_skip_reasons(setup):
     assert "Traceback" not in result.stderr
 
 
+def test_data_built_for_a_larger_prompt_budget_is_refused(setup):
+    tmp_path, env = setup
+    write_dataset(tmp_path / "data", max_prompt_tokens=2048)
+    result = run(["rotation", "mmbench"], env, gpus=8, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "built for prompts of up to 2048 tokens, but data.max_prompt_length is 1024" in result.stderr
+    dry_run(["rotation", "mmbench", "data.max_prompt_length=2048"], env, tmp_path)  # a matching budget passes
+
+
 def test_data_built_for_another_task_is_refused(setup):
     tmp_path, env = setup
     result = run(["jigsaw", "mmbench"], env, gpus=8, tmp_path=tmp_path)
@@ -222,7 +231,7 @@ def test_missing_data_is_built_with_the_configs_prompt_budget(setup):
         "#!/bin/sh\n"
         f'case "$1" in *build_benchmarks/build.py) echo "$@" >> {log}; '
         f'"{sys.executable}" -c "import sys; sys.path.insert(0, \'{REPO / "tests"}\'); '
-        f"from test_run_scripts import write_dataset; from pathlib import Path; write_dataset(Path('{data_dir}'))\"; "
+        f"from test_run_scripts import write_dataset; from pathlib import Path; write_dataset(Path('{data_dir}'), max_prompt_tokens=768)\"; "
         "exit $?;; esac\n"
         f'exec "{sys.executable}" "$@"\n'
     )

@@ -2,9 +2,10 @@
 
 Subcommands (each prints its result on stdout and any problem on stderr, exit status 2 on a problem):
 
-* ``data-files DATA_DIR --task T --source S [--allow-eval-images]``: reads the builder's ``manifest.json``,
-  checks the train and val parquet files exist and hold rows, and prints two lines: the Hydra values for
-  ``data.train_files`` and ``data.val_files``.
+* ``data-files DATA_DIR --task T --source S [--allow-eval-images] [--max-prompt-length N]``: reads the
+  builder's ``manifest.json``, checks the train and val parquet files exist and hold rows and that the puzzles
+  were built for at most N prompt tokens, and prints two lines: the Hydra values for ``data.train_files`` and
+  ``data.val_files``.
 * ``config-value CONFIG_DIR CONFIG_NAME KEY [OVERRIDE ...]``: composes the config exactly as verl will and
   prints one value (used for the prompt-token budget the builder must respect).
 * ``latest-step SAVE_DIR``: prints the step verl would resume from, or nothing.
@@ -68,8 +69,11 @@ def split_file(data_dir: Path, manifest: dict, split: str) -> Path:
     return path
 
 
-def data_files(data_dir: Path, task: str, source: str, allow_eval_images: bool) -> tuple[list[Path], list[Path]]:
-    """Train and val parquet files of a built dataset, after checking that they exist and are not empty.
+def data_files(
+    data_dir: Path, task: str, source: str, allow_eval_images: bool, max_prompt_length: int | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Train and val parquet files of a built dataset, after checking that they exist, are not empty, and were
+    built for a prompt budget no larger than ``max_prompt_length`` (verl's ``data.max_prompt_length``).
 
     By default the model validates on puzzles made from images it never trains on (the manifest's val split).
     ``allow_eval_images`` adds the val split's puzzles to the training files as well (SSL4RL's transductive
@@ -81,6 +85,13 @@ def data_files(data_dir: Path, task: str, source: str, allow_eval_images: bool) 
         raise PreflightError(
             f"DATA_DIR={data_dir} holds puzzles for task={built[0]} source={built[1]}, not task={task} "
             f"source={source}; use another DATA_DIR (or leave it unset for the default per task and source)"
+        )
+    budget = manifest.get("max_prompt_tokens")
+    if max_prompt_length is not None and isinstance(budget, int) and budget > max_prompt_length:
+        raise PreflightError(
+            f"the puzzles in {data_dir} were built for prompts of up to {budget} tokens, but data.max_prompt_length "
+            f"is {max_prompt_length}, so verl would drop the longer ones. Delete {data_dir} to rebuild them for "
+            f"{max_prompt_length} tokens, or set data.max_prompt_length={budget}."
         )
     train_split, val_split = manifest["train_split"], manifest["val_split"]
     if train_split == val_split:
@@ -140,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     files.add_argument("--task", required=True)
     files.add_argument("--source", required=True)
     files.add_argument("--allow-eval-images", action="store_true")
+    files.add_argument("--max-prompt-length", type=int, help="verl's data.max_prompt_length, to check the build budget")
     value = commands.add_parser("config-value")
     value.add_argument("config_dir", type=Path)
     value.add_argument("config_name")
@@ -151,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "data-files":
-            train, val = data_files(args.data_dir, args.task, args.source, args.allow_eval_images)
+            train, val = data_files(
+                args.data_dir, args.task, args.source, args.allow_eval_images, args.max_prompt_length
+            )
             print(hydra_list(train))
             print(hydra_list(val))
             for label, paths in (("train", train), ("val", val)):
