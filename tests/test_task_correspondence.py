@@ -102,7 +102,7 @@ def test_transform_strength_follows_the_knobs() -> None:
         jacobian = np.stack([apply_homography(h, (x + step, y)) - centre, apply_homography(h, (x, y + step)) - centre])
         assert np.sign(np.linalg.det(jacobian)) == sign
     hard_kinds = Counter(c["kind"] for seed in range(10) for c in _make(image, seed, "hard").params["candidates"])
-    assert hard_kinds["decoy"] > 0 and hard_kinds["near"] > 0
+    assert hard_kinds["decoy"] > 0 and hard_kinds["near"] == 10 and hard_kinds["companion"] == 20
     easy_kinds = Counter(c["kind"] for seed in range(10) for c in _make(image, seed, "easy").params["candidates"])
     assert set(easy_kinds) == {"true", "far"}
 
@@ -146,7 +146,8 @@ def test_skips_with_reasons() -> None:
 def test_bad_knobs_are_configuration_errors() -> None:
     image, rng = Image.fromarray(PHOTOS["chelsea"]), np.random.default_rng(0)
     for knobs in ({"num_candidates": 1}, {"num_candidates": 9}, {"scale": (0, 1)}, {"crop": (0.5, 1.2)},
-                  {"perspective": 0.5}, {"flip_probability": 2.0}, {"near_fraction": -0.1}):
+                  {"perspective": 0.5}, {"flip_probability": 2.0}, {"cluster": 0},
+                  {"num_candidates": 5, "cluster": 2}):
         with pytest.raises(ValueError):
             TASK.make(image, rng, **knobs)
 
@@ -156,6 +157,25 @@ def test_answers_roughly_uniform() -> None:
     rng = np.random.default_rng(5)
     counts = Counter(TASK.make(image, rng, **TASK.knobs_for("medium")).answer for _ in range(200))
     assert set(counts) == set("ABCD") and all(28 <= c <= 72 for c in counts.values()), counts
+
+
+def test_layout_does_not_give_the_answer_away() -> None:
+    """Layout-only guesses (the most central ring, a ring of the tightest pair) do no better than chance."""
+    central = in_tightest_pair = n = 0
+    for name in ("astronaut", "coffee"):
+        rng = np.random.default_rng(11)
+        for _ in range(60):
+            puzzle = TASK.make(Image.fromarray(PHOTOS[name]), rng, **TASK.knobs_for("medium"))
+            points = np.array([c["xy"] for c in puzzle.params["candidates"]])
+            truth = [c["label"] for c in puzzle.params["candidates"]].index(puzzle.answer)
+            distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+            central += int(np.argmin(distances.sum(axis=1))) == truth
+            np.fill_diagonal(distances, np.inf)
+            i, j = np.unravel_index(np.argmin(distances), distances.shape)
+            in_tightest_pair += truth in (i, j)
+            n += 1
+    # Chance: 1/4 for one ring of four, 1/2 for a ring of one of two pairs (a truth-only cluster would be ~1).
+    assert central / n < 0.36 and in_tightest_pair / n < 0.65, (central / n, in_tightest_pair / n)
 
 
 def test_labels_and_scoring() -> None:

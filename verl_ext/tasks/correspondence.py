@@ -15,8 +15,9 @@ Soundness rules:
 * the reference sits on textured content (a ring on blank sky marks nothing recognisable);
 * candidates keep a minimum distance from each other (at least five ring radii), so the answer is unambiguous,
   and every label sits at the upper right of its own ring;
-  harder presets put some distractors near the true point or where a wrong reading of the transform would put
-  it (ignoring the mirror or the rotation).
+* the layout of the candidates says nothing about which is right: harder presets place them in close pairs
+  (every pair alike, the true one's included), one pair at the spot a model that ignores the transform would
+  pick.
 """
 
 from __future__ import annotations
@@ -57,15 +58,15 @@ class CorrespondenceTask(Task):
     presets = {
         # A mild view: small rotation, no mirror, no perspective, few candidates far apart.
         "easy": {"num_candidates": 3, "max_rotation": 15.0, "scale": (0.8, 1.25), "crop": (0.6, 0.85),
-                 "perspective": 0.0, "flip_probability": 0.0, "min_distance": 0.2, "near_fraction": 0.0,
+                 "perspective": 0.0, "flip_probability": 0.0, "min_distance": 0.2, "cluster": 1,
                  "decoys": False},
         "medium": {"num_candidates": 4, "max_rotation": 45.0, "scale": (0.7, 1.4), "crop": (0.5, 0.8),
-                   "perspective": 0.06, "flip_probability": 0.25, "min_distance": 0.12, "near_fraction": 0.34,
+                   "perspective": 0.06, "flip_probability": 0.25, "min_distance": 0.12, "cluster": 2,
                    "decoys": False},
-        # Any rotation, frequent mirrors, stronger perspective; distractors near the truth and at the spots a
-        # model would pick if it ignored the mirror or the rotation.
+        # Any rotation, frequent mirrors, stronger perspective; candidates in close pairs, one pair around the
+        # spot a model would pick if it ignored the transform.
         "hard": {"num_candidates": 6, "max_rotation": 180.0, "scale": (0.6, 1.5), "crop": (0.4, 0.7),
-                 "perspective": 0.12, "flip_probability": 0.5, "min_distance": 0.08, "near_fraction": 0.5,
+                 "perspective": 0.12, "flip_probability": 0.5, "min_distance": 0.08, "cluster": 2,
                  "decoys": True},
     }
 
@@ -82,7 +83,7 @@ class CorrespondenceTask(Task):
         perspective: float = 0.06,
         flip_probability: float = 0.25,
         min_distance: float = 0.12,
-        near_fraction: float = 0.34,
+        cluster: int = 2,
         decoys: bool = False,
     ) -> Puzzle:
         """Build a puzzle.
@@ -90,10 +91,11 @@ class CorrespondenceTask(Task):
         ``crop``: side of the viewed region as a fraction of the photo's shorter side; ``scale``: view pixels per
         photo pixel; ``max_rotation``: degrees either way; ``perspective``: corner jitter as a fraction of the
         region side; ``min_distance``: smallest gap between candidates as a fraction of the view's shorter side
-        (never under five ring radii); ``near_fraction``: share of distractors placed within two minimum
-        distances of the true point; ``decoys``: try the spots a wrong reading of the view would give first.
+        (never under five ring radii); ``cluster``: candidates come in groups of this many close points (the true one's
+        group included; ``num_candidates`` must be a multiple); ``decoys``: seed a group at the spot a model that
+        ignores the transform would pick.
         """
-        _check_knobs(num_candidates, scale, crop, perspective, flip_probability, near_fraction)
+        _check_knobs(num_candidates, scale, crop, perspective, flip_probability, cluster)
         image = to_rgb(image)
         source = np.asarray(image)
         height, width = source.shape[:2]
@@ -115,9 +117,9 @@ class CorrespondenceTask(Task):
                 continue
             ref_xy, target = reference
             spacing = max(min_distance * min(view_w, view_h), 5.0 * marker.radius)
-            decoy_spots = _decoy_spots(ref_xy, target, (width, height), (view_w, view_h)) if decoys else []
+            decoy_spots = [_decoy_spot(ref_xy, (width, height), (view_w, view_h))] if decoys else []
             distractors = _pick_distractors(
-                warped, target, num_candidates - 1, spacing, marker, near_fraction, decoy_spots, rng
+                warped, target, num_candidates - 1, spacing, marker, cluster, decoy_spots, rng
             )
             if distractors is None:
                 reason = "no room for candidates"
@@ -186,7 +188,7 @@ def _check_knobs(
     crop: Sequence[float],
     perspective: float,
     flip_probability: float,
-    near_fraction: float,
+    cluster: int,
 ) -> None:
     if not 2 <= num_candidates <= len(_LETTERS):
         raise ValueError(f"num_candidates must be in 2..{len(_LETTERS)}, got {num_candidates}")
@@ -196,10 +198,11 @@ def _check_knobs(
         raise ValueError(f"crop must satisfy 0 < low <= high <= 1, got {crop}")
     if not 0 <= perspective <= 0.25:
         raise ValueError(f"perspective must be in [0, 0.25], got {perspective}")
-    if not (0 <= flip_probability <= 1 and 0 <= near_fraction <= 1):
-        raise ValueError(
-            f"flip_probability and near_fraction must be in [0, 1], got {flip_probability}, {near_fraction}"
-        )
+    if not 0 <= flip_probability <= 1:
+        raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
+    if cluster < 1 or num_candidates % cluster:
+        # A truth whose group were the only full (or only partial) one would stand out by the layout alone.
+        raise ValueError(f"cluster must be >= 1 and divide num_candidates ({num_candidates}), got {cluster}")
 
 
 def _sample_view(
@@ -368,15 +371,13 @@ def _pick_reference(
     return None
 
 
-def _decoy_spots(
-    reference: tuple[int, int], target: np.ndarray, image_size: tuple[int, int], view_size: tuple[int, int]
-) -> list[np.ndarray]:
-    """Where a wrong reading of the view would put the point: unchanged relative position, mirrored, turned."""
-    view_w, view_h = view_size
-    relative = np.array([reference[0] / image_size[0] * view_w, reference[1] / image_size[1] * view_h])
-    mirrored = np.array([view_w - 1 - target[0], target[1]])
-    turned = np.array([view_w - 1 - target[0], view_h - 1 - target[1]])
-    return [relative, mirrored, turned]
+def _decoy_spot(reference: tuple[int, int], image_size: tuple[int, int], view_size: tuple[int, int]) -> np.ndarray:
+    """Where a model that ignores the transform would look: the reference's relative position in image 1.
+
+    Decoys that are mirror or point reflections of the true spot would be a give-away instead: the pair
+    they form singles out two candidates, one of them right.
+    """
+    return np.array([reference[0] / image_size[0] * view_size[0], reference[1] / image_size[1] * view_size[1]])
 
 
 def _pick_distractors(
@@ -385,21 +386,29 @@ def _pick_distractors(
     count: int,
     spacing: float,
     marker: _Marker,
-    near_fraction: float,
+    cluster: int,
     decoy_spots: list[np.ndarray],
     rng: np.random.Generator,
-    tries: int = 300,
+    tries: int = 200,
 ) -> list[tuple[tuple[float, float], str]] | None:
     """``count`` distractor points (with their kind) at least ``spacing`` apart from each other and the truth.
 
-    Decoy spots are taken first where they fit, then ``near`` points (within two spacings of the truth), then
-    points anywhere; textured spots are preferred for the first half of the tries so distractors are not
-    dismissed just for marking blank areas.
+    Candidates come in clusters of ``cluster`` points. The truth's cluster is the truth plus ``cluster - 1``
+    "near" points; every other cluster grows the same way around a seed: a decoy spot where one fits, else a
+    random point ("far"), with "companion" points. Were only the truth surrounded by near points, the cluster
+    would give it away; with every candidate in a same-sized cluster, the layout says nothing.
+
+    Within a cluster the seed must not sit in the middle either, so members are drawn around a centre that is
+    itself at a random offset from the seed, and offsets that leave the allowed box are reflected back into it
+    rather than redrawn (redrawing would pull members away from the borders, leaving the seed the most central).
+    Textured spots are preferred for the first half of the tries, so distractors are not dismissed merely for
+    marking blank areas.
     """
     view_h, view_w = view.shape[:2]
     low, high = marker.bounds((view_w, view_h))
     placed = [(float(target[0]), float(target[1]))]
     chosen: list[tuple[tuple[float, float], str]] = []
+    reach = 1.5 * spacing  # cluster radius: room for a few points at least ``spacing`` apart
 
     def fits(xy: Sequence[float]) -> bool:
         return (
@@ -413,24 +422,52 @@ def _pick_distractors(
         placed.append(snapped)
         chosen.append((snapped, kind))
 
-    for spot in decoy_spots:
-        if len(chosen) < count and fits(spot):
-            add(spot, "decoy")
-    near_wanted = round(near_fraction * count)
-    for attempt in range(tries):
-        if len(chosen) == count:
-            break
-        near = sum(kind == "near" for _, kind in chosen) < near_wanted
-        if near:
-            angle, distance = rng.uniform(0, 2 * math.pi), rng.uniform(spacing, 2 * spacing)
-            xy = (placed[0][0] + distance * math.cos(angle), placed[0][1] + distance * math.sin(angle))
-        else:
+    def grow(seed: Sequence[float], kind: str) -> bool:
+        """Add up to ``cluster - 1`` members around ``seed`` (fewer if ``count`` is reached)."""
+        wanted = min(cluster - 1, count - len(chosen))
+        centre = _reflect(np.asarray(seed, dtype=np.float64) + _in_disc(rng, reach), low, high)
+        for attempt in range(tries):
+            if wanted == 0:
+                break
+            xy = _reflect(centre + _in_disc(rng, reach), low, high)
+            if fits(xy) and (attempt >= tries // 2 or _textured(view, xy, marker.radius)):
+                add(xy, kind)
+                wanted -= 1
+        return wanted == 0
+
+    if not grow(placed[0], "near"):
+        return None
+    spots = list(decoy_spots)
+    while len(chosen) < count:
+        seed, kind = None, "far"
+        while spots and seed is None:
+            spot = spots.pop(0)
+            if fits(spot):
+                seed, kind = spot, "decoy"
+        for attempt in range(tries if seed is None else 0):
             xy = low + rng.random(2) * (high - low)
-        if fits(xy) and (attempt >= tries // 2 or _textured(view, xy, marker.radius)):
-            add(xy, "near" if near else "far")
-        elif near and attempt >= tries // 2:
-            near_wanted = 0  # no room near the truth: fill with far points instead
-    return chosen if len(chosen) == count else None
+            if fits(xy) and (attempt >= tries // 2 or _textured(view, xy, marker.radius)):
+                seed = xy
+                break
+        if seed is None:
+            return None
+        add(seed, kind)
+        if not grow(seed, "companion"):
+            return None
+    return chosen
+
+
+def _reflect(xy: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``xy`` mirrored back into the box [low, high] at the side(s) it left (offsets are under a box side)."""
+    out = np.where(xy < low, 2 * low - xy, xy)
+    out = np.where(out > high, 2 * high - out, out)
+    return np.clip(out, low, high)
+
+
+def _in_disc(rng: np.random.Generator, radius: float) -> np.ndarray:
+    """A point drawn uniformly from the disc of ``radius`` around the origin."""
+    angle, distance = rng.uniform(0, 2 * math.pi), radius * math.sqrt(rng.random())
+    return np.array([distance * math.cos(angle), distance * math.sin(angle)])
 
 
 def _prompt(num_candidates: int, max_rotation: float, flip_probability: float, perspective: float) -> str:

@@ -96,8 +96,8 @@ class FlipTask(Task):
         left, top = (image.width - tile_w * cols) // 2, (image.height - tile_h * rows) // 2
         trim_box = (left, top, left + tile_w * cols, top + tile_h * rows)
         # Whether a mirror shows is judged on a thumbnail with CELLS x CELLS area-averaged pixels per tile (what a
-        # viewer sees, without pixel noise); box averaging commutes with mirroring a tile, so mirroring the
-        # thumbnail's cell block equals the thumbnail of the mirrored tile.
+        # viewer sees, without pixel noise). Box averaging commutes with mirroring a tile, so mirroring a tile's
+        # cell block gives the thumbnail of the mirrored tile (up to the rounding of Pillow's fast pre-reduction).
         thumb = image.resize((cols * CELLS, rows * CELLS), Image.Resampling.BOX, box=trim_box, reducing_gap=2.0)
         thumb = np.asarray(thumb, dtype=np.float32)
         # Visit (tile, direction) pairs in random order and keep the first whose mirror is visible: every pair
@@ -122,11 +122,6 @@ class FlipTask(Task):
                 shown.paste(image.crop((x, y, x + tile_w, y + tile_h)), (c * (tile_w + gap), r * (tile_h + gap)))
         else:
             shown = image.crop(trim_box)
-        r, c = divmod(index, cols)
-        at = (c * (tile_w + gap), r * (tile_h + gap))
-        box = (at[0], at[1], at[0] + tile_w, at[1] + tile_h)
-        shown.paste(shown.crop(box).transpose(_TRANSPOSE[direction_name]), at)
-
         params = {
             "rows": rows,
             "cols": cols,
@@ -138,6 +133,8 @@ class FlipTask(Task):
             "draw_grid": bool(draw_grid),
             "gap": gap,
         }
+        box = tile_box(params, index + 1)
+        shown.paste(shown.crop(box).transpose(_TRANSPOSE[direction_name]), box[:2])
         answer = f"{index + 1} {direction_name}"
         return Puzzle(images=[shown], prompt=_prompt(rows, cols, draw_grid), answer=answer, params=params)
 

@@ -6,8 +6,12 @@ border between tiles to confuse with an edge of the patch) and its letter comes 
 
 Distractors are chosen to be hard rather than random: the true region rotated or mirrored, the region shifted
 partly into the hole or to just outside it, or a same-sized region from elsewhere in the photo. Every option
-must differ visibly from every other (mean absolute pixel difference), so a flat region (sky, wall) that
-cannot tell its variants apart is retried at another spot and finally skipped as ``"flat region"``.
+must differ visibly from every other (:func:`visible_difference`, which ignores pixel noise), so a flat region
+(sky, wall) that cannot tell its variants apart is retried at another spot and finally skipped as
+``"flat region"``. Where mid grey would blend into the hole's surroundings, a darker or lighter grey is used.
+
+``params["options"]`` records, per letter, the source box and orientation of the option, so every option can
+be recreated from the source picture (:func:`option_pixels`); the true one has ``kind == "true"``.
 """
 
 from __future__ import annotations
