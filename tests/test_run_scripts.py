@@ -314,6 +314,13 @@ def test_unknown_config_and_bad_numbers_are_clear_messages(setup):
     assert result.returncode == 1 and "NNODES=two is not a positive whole number" in result.stderr
 
 
+def test_cpu_device_uses_the_cpu_config_and_environment(setup):
+    tmp_path, env = setup
+    command, _ = dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
+    assert "--config-name=grpo_cpu_tiny" in command
+    assert "trainer.n_gpus_per_node" not in overrides_of(command)  # the CPU config's own layout stands
+
+
 def test_usage_without_arguments():
     result = subprocess.run(["bash", str(RUN)], capture_output=True, text=True)
     assert result.returncode == 1 and "Usage: bash scripts/run_grpo.sh TASK SOURCE" in result.stderr
