@@ -13,7 +13,7 @@ from task_photos import flat, photos, puzzle_bytes
 from verl_ext.answers import normalize
 from verl_ext.tasks import PuzzleSkip, get_task
 from verl_ext.tasks.base import FORMAT_INSTRUCTION
-from verl_ext.tasks.inpainting import FILLS, KINDS, InpaintingTask, option_pixels, visible_difference
+from verl_ext.tasks.inpainting import FILLS, InpaintingTask, option_pixels, visible_difference
 
 TASK = InpaintingTask()
 # Arrays of the ordinary photos, as the inverse checks compare pixels.
@@ -63,48 +63,77 @@ def test_every_option_is_recreated_from_params_and_differs_visibly(difficulty: s
     for name, source in PHOTOS.items():
         puzzle = _make(Image.fromarray(source), 11, difficulty)
         options = puzzle.params["options"]
-        assert len(options) == len(puzzle.images) - 1 == knobs["num_options"] == puzzle.params["num_options"]
+        count = knobs["num_regions"] * knobs["num_orientations"]
+        assert len(options) == len(puzzle.images) - 1 == count == puzzle.params["num_options"]
         assert [o["label"] for o in options] == [chr(ord("A") + i) for i in range(len(options))]
         pixels = [np.asarray(im) for im in puzzle.images[1:]]
         for option, shown in zip(options, pixels):
             assert (option_pixels(source, option) == shown).all()
-            assert option["kind"] == "true" or option["kind"] in knobs["kinds"]
+            assert option["region"] == "true" or option["region"] in knobs["region_kinds"]
         for i in range(len(pixels)):
             for j in range(i):
                 assert visible_difference(pixels[i], pixels[j]) >= 12.0, (name, i, j)
         assert sum(o["kind"] == "true" for o in options) == 1
 
 
-def test_distractor_kinds_do_what_they_say() -> None:
+def test_options_are_every_region_in_every_orientation() -> None:
+    """The regions x orientations grid: each region shown in the same set of orientations, the truth's too."""
     seen = Counter()
     for seed in range(30):
         puzzle = _make(Image.fromarray(PHOTOS["chelsea"]), seed, "medium")
         hole = puzzle.params["hole"]
         side = hole[2] - hole[0]
+        regions: dict[tuple, set] = {}
         for option in puzzle.params["options"]:
-            kind, box = option["kind"], option["box"]
-            seen[kind] += 1
+            region, box = option["region"], option["box"]
+            regions.setdefault(tuple(box), set()).add((option["rot90"], option["flip"]))
+            seen[option["kind"]] += 1
             dx, dy = box[0] - hole[0], box[1] - hole[1]
             overlaps = abs(dx) < side and abs(dy) < side
-            if kind in ("true", "rotate", "flip"):
+            if region == "true":
                 assert box == hole
-                assert (option["rot90"] != 0) == (kind == "rotate")
-                assert (option["flip"] is not None) == (kind == "flip")
-            elif kind == "shift_in":
+            elif region == "shift_in":
                 assert overlaps and (dx, dy) != (0, 0) and [dx, dy] == option["offset"]
-            elif kind == "shift_out":
+            elif region == "shift_out":
                 assert not overlaps and max(abs(dx), abs(dy)) <= 1.25 * side + 1
             else:
-                assert kind == "elsewhere" and not overlaps
-    assert set(seen) == {"true", *KINDS}
+                assert region == "elsewhere" and not overlaps
+            turned = "rotate" in option["kind"]
+            mirrored = "flip" in option["kind"]
+            assert (option["rot90"] != 0) == turned and (option["flip"] is not None) == mirrored
+        assert len(regions) == 2 and len({frozenset(v) for v in regions.values()}) == 1
+        assert all((0, None) in v and len(v) == 2 for v in regions.values())
+    assert {"true", "rotate", "flip", "shift_in", "shift_out", "elsewhere"} <= set(seen)
+    assert {"shift_in+rotate", "elsewhere+flip"} <= set(seen)
+
+
+def test_options_alone_do_not_reveal_the_answer() -> None:
+    """A solver that ignores the picture and looks only at how options relate (same region turned, or shared
+    content in the same orientation) does no better than chance: no option is the hub of the set."""
+    for difficulty in ("medium", "hard"):
+        rng = np.random.default_rng(4)
+        for _ in range(40):
+            options = TASK.make(Image.fromarray(PHOTOS["coffee"]), rng, **TASK.knobs_for(difficulty)).params["options"]
+            links = []
+            for a in options:
+                turned = [b for b in options if b is not a and b["box"] == a["box"]]
+                shared = [
+                    b for b in options
+                    if b["box"] != a["box"] and (b["rot90"], b["flip"]) == (a["rot90"], a["flip"])
+                    and abs(b["box"][0] - a["box"][0]) < a["box"][2] - a["box"][0]
+                    and abs(b["box"][1] - a["box"][1]) < a["box"][3] - a["box"][1]
+                ]
+                links.append(len(turned) + len(shared))
+            assert len(set(links)) == 1, links  # every option is linked to as many others as the truth
 
 
 def test_prompt_and_params() -> None:
     puzzle = _make(Image.fromarray(PHOTOS["coffee"]), 2, "hard")
     assert puzzle.prompt.count("<image>") == len(puzzle.images) == 7
     assert puzzle.prompt.endswith(FORMAT_INSTRUCTION)
-    assert "grey" in puzzle.prompt and "Option F: <image>" in puzzle.prompt
-    assert json.loads(json.dumps(puzzle.params)) == json.loads(json.dumps(puzzle.params))
+    assert "grey" in puzzle.prompt and "Option F: <image>" in puzzle.prompt and "rotated or mirrored" in puzzle.prompt
+    assert "rotated" not in _make(Image.fromarray(PHOTOS["coffee"]), 2, "easy").prompt
+    assert json.loads(json.dumps(puzzle.params)) == puzzle.params
     assert puzzle.params["image_size"] == [600, 400]
     side = puzzle.params["hole"][2] - puzzle.params["hole"][0]
     assert side == round(0.2 * 400)
@@ -147,8 +176,10 @@ def test_skips_with_reasons() -> None:
 
 def test_bad_knobs_are_configuration_errors() -> None:
     image, rng = Image.fromarray(PHOTOS["chelsea"]), np.random.default_rng(0)
-    for knobs in ({"num_options": 1}, {"num_options": 9}, {"hole_fraction": 0.7}, {"kinds": ("warp",)},
-                  {"kinds": ()}, {"shift": (0.5, 1.2)}):
+    for knobs in ({"num_regions": 1, "num_orientations": 1}, {"num_regions": 3, "num_orientations": 3},
+                  {"num_regions": 0, "num_orientations": 4}, {"hole_fraction": 0.7}, {"region_kinds": ("warp",)},
+                  {"region_kinds": ()}, {"orientation_kinds": ("shear",)}, {"num_orientations": 6},
+                  {"orientation_kinds": ("flip",), "num_orientations": 4}, {"shift": (0.5, 1.2)}):
         with pytest.raises(ValueError):
             TASK.make(image, rng, **knobs)
 

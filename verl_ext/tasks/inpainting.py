@@ -4,11 +4,15 @@ The model sees ``[holed image, option A, option B, ...]``, one ``<image>`` each.
 rather than tiles of one labelled sheet: every option keeps its exact pixels (no rendered text to misread, no
 border between tiles to confuse with an edge of the patch) and its letter comes from the prompt text.
 
-Distractors are chosen to be hard rather than random: the true region rotated or mirrored, the region shifted
-partly into the hole or to just outside it, or a same-sized region from elsewhere in the photo. Every option
-must differ visibly from every other (:func:`visible_difference`, which ignores pixel noise), so a flat region
-(sky, wall) that cannot tell its variants apart is retried at another spot and finally skipped as
-``"flat region"``. Where mid grey would blend into the hole's surroundings, a darker or lighter grey is used.
+Distractors are hard rather than random: the true region rotated or mirrored, a region shifted partly into
+the hole or to just outside it, or a same-sized region from elsewhere in the photo. They are built as a grid
+of *regions x orientations* (the hole's region plus ``num_regions - 1`` others, each shown in the upright
+orientation plus ``num_orientations - 1`` rotations or mirrors), so every option relates to the others in the
+same way: a set with the truth at its hub (the only patch with a rotated copy *and* a shifted neighbour among
+the options) could be solved without looking at the picture at all. Every option must differ visibly from
+every other (:func:`visible_difference`, which ignores pixel noise), so a flat region (sky, wall) that cannot
+tell its variants apart is retried at another spot and finally skipped as ``"flat region"``. Where mid grey
+would blend into the hole's surroundings, a darker or lighter grey is used.
 
 ``params["options"]`` records, per letter, the source box and orientation of the option, so every option can
 be recreated from the source picture (:func:`option_pixels`); the true one has ``kind == "true"``.
@@ -34,8 +38,9 @@ FILLS = (128, 40, 215)
 _FILL_CONTRAST = 40.0
 # Smallest hole side in pixels; the builder's 28 px patch floor applies after its common rescale.
 MIN_HOLE = 28
-# Distractor kinds a preset may draw from.
-KINDS = ("rotate", "flip", "shift_in", "shift_out", "elsewhere")
+# Where the other regions may come from, and how options may be turned.
+REGION_KINDS = ("shift_in", "shift_out", "elsewhere")
+ORIENTATION_KINDS = ("rotate", "flip")
 _LETTERS = string.ascii_uppercase[:8]
 # The eight compass directions a shifted region may move in.
 _DIRECTIONS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
@@ -76,17 +81,19 @@ def option_pixels(source: Image.Image | np.ndarray, option: Mapping[str, Any]) -
 
 
 class InpaintingTask(Task):
-    """Choose, among ``num_options`` lettered patches, the one that fills the grey square."""
+    """Choose, among ``num_regions * num_orientations`` lettered patches, the one that fills the grey square."""
 
     name = "inpainting"
     answer_kind = "label"
     presets = {
-        # Big hole, few options, distractors that differ in content or orientation.
-        "easy": {"num_options": 3, "hole_fraction": 0.3, "kinds": ("elsewhere", "rotate", "shift_out"),
-                 "shift": (0.4, 0.6)},
-        "medium": {"num_options": 4, "hole_fraction": 0.25, "kinds": KINDS, "shift": (0.25, 0.5)},
-        # Small hole, more options, only near-miss distractors with small shifts.
-        "hard": {"num_options": 6, "hole_fraction": 0.2, "kinds": ("rotate", "flip", "shift_in", "shift_out"),
+        # Big hole; three upright patches that differ in content (just outside the hole or elsewhere).
+        "easy": {"hole_fraction": 0.3, "num_regions": 3, "num_orientations": 1,
+                 "region_kinds": ("shift_out", "elsewhere")},
+        # Four patches: the hole's region and one other, each upright and turned or mirrored.
+        "medium": {"hole_fraction": 0.25, "num_regions": 2, "num_orientations": 2, "region_kinds": REGION_KINDS,
+                   "shift": (0.25, 0.5)},
+        # Six patches from a small hole: its region and a slightly shifted one, each in three orientations.
+        "hard": {"hole_fraction": 0.2, "num_regions": 2, "num_orientations": 3, "region_kinds": ("shift_in",),
                  "shift": (0.15, 0.3)},
     }
 
@@ -96,22 +103,36 @@ class InpaintingTask(Task):
         rng: np.random.Generator,
         partner: Image.Image | None = None,
         *,
-        num_options: int = 4,
         hole_fraction: float = 0.25,
-        kinds: Sequence[str] = KINDS,
+        num_regions: int = 2,
+        num_orientations: int = 2,
+        region_kinds: Sequence[str] = REGION_KINDS,
+        orientation_kinds: Sequence[str] = ORIENTATION_KINDS,
         shift: Sequence[float] = (0.25, 0.5),
         min_diff: float = 12.0,
-        attempts: int = 8,
+        attempts: int = 12,
     ) -> Puzzle:
-        """Build a puzzle; ``shift`` bounds the in-hole shift as a fraction of the hole side, ``min_diff`` is the
-        smallest :func:`visible_difference` (0-255) allowed between any two options."""
-        if not 2 <= num_options <= len(_LETTERS):
-            raise ValueError(f"num_options must be in 2..{len(_LETTERS)}, got {num_options}")
+        """Build a puzzle with ``num_regions * num_orientations`` options (at most 8).
+
+        ``shift`` bounds the in-hole shift as a fraction of the hole side; ``min_diff`` is the smallest
+        :func:`visible_difference` (0-255) allowed between any two options.
+        """
+        num_options = num_regions * num_orientations
+        if num_regions < 1 or num_orientations < 1 or not 2 <= num_options <= len(_LETTERS):
+            raise ValueError(
+                f"num_regions * num_orientations must be in 2..{len(_LETTERS)}, got {num_regions} x {num_orientations}"
+            )
         if not 0 < hole_fraction <= 0.5:
             raise ValueError(f"hole_fraction must be in (0, 0.5], got {hole_fraction}")
-        unknown = sorted(set(kinds) - set(KINDS))
-        if unknown or not kinds:
-            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {tuple(kinds)}")
+        if (num_regions > 1 and not region_kinds) or set(region_kinds) - set(REGION_KINDS):
+            raise ValueError(f"region_kinds must be a non-empty subset of {REGION_KINDS}, got {tuple(region_kinds)}")
+        if (num_orientations > 1 and not orientation_kinds) or set(orientation_kinds) - set(ORIENTATION_KINDS):
+            raise ValueError(
+                f"orientation_kinds must be a non-empty subset of {ORIENTATION_KINDS}, got {tuple(orientation_kinds)}"
+            )
+        turns = [t for t in _TURNS if t[0] in orientation_kinds]
+        if num_orientations - 1 > len(turns):
+            raise ValueError(f"only {len(turns)} orientations besides upright with {tuple(orientation_kinds)}")
         lo, hi = float(shift[0]), float(shift[1])
         if not 0 < lo <= hi < 1:
             raise ValueError(f"shift must satisfy 0 < low <= high < 1 (fraction of the hole side), got {shift}")
@@ -127,18 +148,19 @@ class InpaintingTask(Task):
             x0 = int(rng.integers(0, width - side + 1))
             y0 = int(rng.integers(0, height - side + 1))
             hole: Box = (x0, y0, x0 + side, y0 + side)
-            distractors = _pick_distractors(source, hole, rng, num_options - 1, tuple(kinds), (lo, hi), min_diff)
-            if distractors is not None:
+            options = _pick_options(
+                source, hole, rng, num_regions, num_orientations, tuple(region_kinds), turns, (lo, hi), min_diff
+            )
+            if options is not None:
                 break
         else:
             raise PuzzleSkip("flat region")
 
-        truth = {"kind": "true", "box": list(hole), "rot90": 0, "flip": None}
-        answer_index = int(rng.integers(0, num_options))
-        options = list(distractors)
-        options.insert(answer_index, truth)
+        order = [int(i) for i in rng.permutation(num_options)]
+        options = [options[i] for i in order]
         for letter, option in zip(_LETTERS, options):
             option["label"] = letter
+        answer = _LETTERS[order.index(0)]  # _pick_options puts the truth first
 
         fill = _fill_for(source, hole)
         holed = source.copy()
@@ -151,8 +173,8 @@ class InpaintingTask(Task):
             "num_options": num_options,
             "options": options,
         }
-        prompt = _prompt(num_options, fill)
-        return Puzzle(images=images, prompt=prompt, answer=_LETTERS[answer_index], params=params)
+        prompt = _prompt(num_options, fill, num_regions, num_orientations)
+        return Puzzle(images=images, prompt=prompt, answer=answer, params=params)
 
     def labels(self, params: Mapping[str, Any]) -> Mapping[str, Sequence[str]]:
         letters = _LETTERS[: int(params["num_options"])]
@@ -162,6 +184,11 @@ class InpaintingTask(Task):
         }
 
 
+# Orientations an option may be shown in besides upright: (kind, quarter turns counter-clockwise, mirror).
+_TURNS = [("rotate", 1, None), ("rotate", 2, None), ("rotate", 3, None), ("flip", 0, "horizontal"),
+          ("flip", 0, "vertical")]
+
+
 def _fill_for(source: Image.Image, hole: Box) -> int:
     """The grey level of :data:`FILLS` that stands out from a band of pixels around the hole."""
     x0, y0, x1, y1 = hole
@@ -169,17 +196,27 @@ def _fill_for(source: Image.Image, hole: Box) -> int:
     window = (max(0, x0 - band), max(0, y0 - band), min(source.width, x1 + band), min(source.height, y1 + band))
     around = np.asarray(source.crop(window), dtype=np.float32)
     inner = around[y0 - window[1] : y1 - window[1], x0 - window[0] : x1 - window[0]]
-    # Mean colour of the band alone: the window's sum minus the hole's sum.
-    count = around.shape[0] * around.shape[1] - inner.shape[0] * inner.shape[1]
-    colour = (around.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / max(count, 1)
-    contrast = [float(np.abs(colour - level).mean()) for level in FILLS]
+    # Mean absolute difference between the level and the band's pixels (the window's minus the hole's), so a
+    # band half black and half white does not pass for mid grey.
+    count = (around.shape[0] * around.shape[1] - inner.shape[0] * inner.shape[1]) * 3
+    contrast = [
+        float((np.abs(around - level).sum() - np.abs(inner - level).sum()) / max(count, 1)) for level in FILLS
+    ]
     for level, value in zip(FILLS, contrast):
         if value >= _FILL_CONTRAST:
             return level
     return FILLS[int(np.argmax(contrast))]
 
 
-def _prompt(num_options: int, fill: int) -> str:
+# What the prompt says about the wrong options, by (several regions, several orientations).
+_OTHERS = {
+    (True, False): "each of the others was cut from a different spot of the picture.",
+    (False, True): "each of the others is that content rotated or mirrored.",
+    (True, True): "each of the others was cut from a different spot of the picture, or rotated or mirrored, or both.",
+}
+
+
+def _prompt(num_options: int, fill: int, num_regions: int, num_orientations: int) -> str:
     letters = _LETTERS[:num_options]
     option_lines = "\n".join(f"Option {letter}: <image>" for letter in letters)
     return (
@@ -188,53 +225,71 @@ def _prompt(num_options: int, fill: int) -> str:
         f"{fill}).\n"
         f"Below are {num_options} candidate patches of the same size, labelled {letters[0]} to {letters[-1]}.\n"
         f"{option_lines}\n"
-        "Exactly one candidate is the content that was under the grey square, in its original orientation and "
-        "position; the others are rotated, mirrored, shifted, or taken from another part of the picture. "
+        "Exactly one candidate is the content that was under the grey square, exactly as it was there; "
+        f"{_OTHERS[(num_regions > 1, num_orientations > 1)]} "
         "Which option fills the grey square? Answer with its letter only.\n"
         f"{FORMAT_INSTRUCTION}"
     )
 
 
-def _pick_distractors(
+def _pick_options(
     source: Image.Image,
     hole: Box,
     rng: np.random.Generator,
-    count: int,
-    kinds: tuple[str, ...],
+    num_regions: int,
+    num_orientations: int,
+    region_kinds: tuple[str, ...],
+    turns: list[tuple[str, int, str | None]],
     shift: tuple[float, float],
     min_diff: float,
 ) -> list[dict[str, Any]] | None:
-    """``count`` distractor specs that differ visibly from the truth and from each other, or None.
+    """Every (region, orientation) option, the truth (hole region, upright) first; None if two look alike.
 
-    Kinds are used round-robin from a shuffled order, so a puzzle mixes kinds instead of repeating one.
+    Regions besides the hole's are drawn with kinds in turn from a shuffled order; for more than two regions
+    they must not overlap each other, so no region is linked to more others than the hole's region is.
     """
-    accepted = [_coarse(np.asarray(source.crop(hole)))]
-    specs: list[dict[str, Any]] = []
-    order = [kinds[i] for i in rng.permutation(len(kinds))]
-    tries = 0
-    while len(specs) < count and tries < 6 * count + 6:
-        kind = order[tries % len(order)]
-        tries += 1
-        spec = _candidate(kind, source.width, source.height, hole, rng, shift)
-        if spec is None:
+    regions: list[dict[str, Any]] = [{"kind": "true", "box": list(hole)}]
+    kinds = [region_kinds[i] for i in rng.permutation(len(region_kinds))] if region_kinds else []
+    for tries in range(8 * num_regions):
+        if len(regions) == num_regions:
+            break
+        region = _region(kinds[tries % len(kinds)], source.width, source.height, hole, rng, shift)
+        if region is None:
             continue
-        coarse = _coarse(option_pixels(source, spec))
-        if all(float(np.abs(coarse - other).mean()) >= min_diff for other in accepted):
-            accepted.append(coarse)
-            specs.append(spec)
-    return specs if len(specs) == count else None
+        if num_regions > 2 and any(_overlaps(region["box"], other["box"]) for other in regions[1:]):
+            continue
+        regions.append(region)
+    else:
+        return None
+    picked = [turns[i] for i in rng.permutation(len(turns))[: num_orientations - 1]]
+    orientations = [("upright", 0, None)] + picked
+
+    options: list[dict[str, Any]] = []
+    seen: list[np.ndarray] = []
+    for region in regions:
+        pixels = np.asarray(source.crop(tuple(region["box"])))
+        for turn_kind, rot90, flip in orientations:
+            parts = [p for p in (region["kind"], turn_kind) if p not in ("true", "upright")]
+            option = {k: v for k, v in region.items() if k != "kind"}
+            option.update(kind="+".join(parts) or "true", region=region["kind"], rot90=rot90, flip=flip)
+            coarse = _coarse(_oriented(pixels, rot90, flip))
+            if any(float(np.abs(coarse - other).mean()) < min_diff for other in seen):
+                return None
+            seen.append(coarse)
+            options.append(option)
+    return options
 
 
-def _candidate(
+def _overlaps(a: Sequence[int], b: Sequence[int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _region(
     kind: str, width: int, height: int, hole: Box, rng: np.random.Generator, shift: tuple[float, float]
 ) -> dict[str, Any] | None:
-    """One distractor spec of ``kind`` (box in the source plus orientation); None when it does not fit."""
+    """A region of ``kind`` the size of the hole (its box in the source); None when none fits."""
     x0, y0, x1, y1 = hole
     side = x1 - x0
-    if kind == "rotate":
-        return {"kind": kind, "box": list(hole), "rot90": int(rng.integers(1, 4)), "flip": None}
-    if kind == "flip":
-        return {"kind": kind, "box": list(hole), "rot90": 0, "flip": ("horizontal", "vertical")[rng.integers(0, 2)]}
     if kind in ("shift_in", "shift_out"):
         # In: the box still overlaps the hole; out: it starts just past the hole's edge (up to a quarter side gap).
         low, high = shift if kind == "shift_in" else (1.0, 1.25)
@@ -250,13 +305,13 @@ def _candidate(
             return None
         dx, dy = fitting[int(rng.integers(0, len(fitting)))]
         box = [x0 + dx * step, y0 + dy * step, x1 + dx * step, y1 + dy * step]
-        return {"kind": kind, "box": box, "rot90": 0, "flip": None, "offset": [dx * step, dy * step]}
+        return {"kind": kind, "box": box, "offset": [dx * step, dy * step]}
     if kind == "elsewhere":
         # Anywhere that does not overlap the hole at all.
         for _ in range(10):
             ex = int(rng.integers(0, width - side + 1))
             ey = int(rng.integers(0, height - side + 1))
-            if abs(ex - x0) >= side or abs(ey - y0) >= side:
-                return {"kind": kind, "box": [ex, ey, ex + side, ey + side], "rot90": 0, "flip": None}
+            if not _overlaps((ex, ey, ex + side, ey + side), hole):
+                return {"kind": kind, "box": [ex, ey, ex + side, ey + side]}
         return None
-    raise ValueError(f"unknown distractor kind {kind!r}; choose from {KINDS}")
+    raise ValueError(f"unknown region kind {kind!r}; choose from {REGION_KINDS}")
