@@ -61,6 +61,15 @@ def test_unmirroring_the_named_tile_restores_the_photo(name: str, difficulty: st
         assert puzzle.answer == f"{k} {puzzle.params['direction']}"
 
 
+def test_tiles_sit_on_the_jpeg_block_grid() -> None:
+    """Tile sides and grid origin are multiples of 16 px, so a mirrored tile keeps the JPEG block pattern."""
+    for name, source in PHOTOS.items():
+        for difficulty in ("easy", "medium", "hard"):
+            params = _make(Image.fromarray(source), 0, difficulty).params
+            left, top = params["trim_box"][:2]
+            assert all(v % 16 == 0 for v in (left, top, *params["tile_size"])), (name, difficulty, params)
+
+
 def test_grid_lines_only_when_drawn() -> None:
     image = Image.fromarray(PHOTOS["coffee"])
     drawn = _make(image, 1, "medium")
@@ -114,13 +123,13 @@ def test_skips_with_reasons() -> None:
     with pytest.raises(PuzzleSkip, match="symmetric tiles"):
         TASK.make(flat(), rng)
     # A picture whose every tile is mirror-symmetric both ways (a centred disc per tile) cannot be asked about.
-    yy, xx = np.mgrid[:100, :100]
-    disc = ((xx - 49.5) ** 2 + (yy - 49.5) ** 2 < 35**2).astype(np.uint8) * 200
+    yy, xx = np.mgrid[:96, :96]  # tiles of 96 px: on the 16 px grid the task aligns tiles to
+    disc = ((xx - 47.5) ** 2 + (yy - 47.5) ** 2 < 35**2).astype(np.uint8) * 200
     tiled = np.tile(np.repeat(disc[..., None], 3, axis=2), (2, 2, 1))
     with pytest.raises(PuzzleSkip, match="symmetric tiles"):
         TASK.make(Image.fromarray(tiled), rng, rows=2, cols=2)
     # One asymmetric tile among symmetric ones: it must be the answer, in the direction that shows.
-    tiled[10:90, 105:125] = 255  # a bar near the left edge of tile 2, centred vertically
+    tiled[8:88, 100:120] = 255  # a bar near the left edge of tile 2, centred vertically
     puzzle = TASK.make(Image.fromarray(tiled), rng, rows=2, cols=2)
     assert puzzle.answer == "2 horizontal"
 

@@ -1,7 +1,7 @@
 """Flip: one tile of a grid over the photo is mirrored in place; which tile, and which way?
 
-The picture is trimmed evenly on both sides to a multiple of the grid (as the jigsaw does) and cut into
-``rows`` x ``cols`` equal tiles, numbered 1..N in reading order. One tile is mirrored horizontally (left and
+The picture is trimmed evenly on both sides to a multiple of the grid (as the jigsaw does, but with tiles on
+the JPEG block grid) and cut into ``rows`` x ``cols`` equal tiles, numbered 1..N in reading order. One tile is mirrored horizontally (left and
 right swapped) or vertically (top and bottom swapped). With ``draw_grid`` the tiles are shown apart, separated
 by white gaps of ``gap`` pixels (inserted, so no content is hidden under the lines); without it the picture is
 shown whole and the prompt says the grid is not drawn. The answer is ``"<tile> <direction>"``, e.g.
@@ -92,8 +92,14 @@ class FlipTask(Task):
         tile_w, tile_h = image.width // cols, image.height // rows
         if min(tile_w, tile_h) < min_tile:
             raise PuzzleSkip(f"tile under {min_tile} px")
+        # Tiles and grid origin on multiples of JPEG's 16 px (4:2:0) block grid, so a mirrored tile's compression
+        # blocks still line up with its neighbours' in pictures that were never resized: otherwise the seam in
+        # the block pattern would mark the tile for a model that learns to look at such things.
+        align = 16 if min(tile_w, tile_h) >= 64 else 8 if min(tile_w, tile_h) >= 32 else 1
+        tile_w, tile_h = tile_w - tile_w % align, tile_h - tile_h % align
         # Trim the remainder evenly from both sides so the grid sits in the centre of the picture.
-        left, top = (image.width - tile_w * cols) // 2, (image.height - tile_h * rows) // 2
+        left = (image.width - tile_w * cols) // 2 // align * align
+        top = (image.height - tile_h * rows) // 2 // align * align
         trim_box = (left, top, left + tile_w * cols, top + tile_h * rows)
         # Whether a mirror shows is judged on a thumbnail with CELLS x CELLS area-averaged pixels per tile (what a
         # viewer sees, without pixel noise). Box averaging commutes with mirroring a tile, so mirroring a tile's
