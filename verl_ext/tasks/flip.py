@@ -1,11 +1,11 @@
 """Flip: one tile of a grid over the photo is mirrored in place; which tile, and which way?
 
 The picture is trimmed evenly on both sides to a multiple of the grid (as the jigsaw does, but with tiles on
-the JPEG block grid) and cut into ``rows`` x ``cols`` equal tiles, numbered 1..N in reading order. One tile is mirrored horizontally (left and
-right swapped) or vertically (top and bottom swapped). With ``draw_grid`` the tiles are shown apart, separated
-by white gaps of ``gap`` pixels (inserted, so no content is hidden under the lines); without it the picture is
-shown whole and the prompt says the grid is not drawn. The answer is ``"<tile> <direction>"``, e.g.
-``"3 horizontal"``.
+the JPEG block grid) and cut into ``rows`` x ``cols`` equal tiles, numbered 1..N in reading order. One tile is
+mirrored horizontally (left and right swapped) or vertically (top and bottom swapped). With ``draw_grid`` the
+tiles are shown apart, separated by white gaps of ``gap`` pixels (inserted, so no content is hidden under the
+lines); without it the picture is shown whole and the prompt says the grid is not drawn. The answer is
+``"<tile> <direction>"``, e.g. ``"3 horizontal"``.
 
 A tile that looks the same mirrored (sky, a symmetric object) would make the answer unknowable, so the
 (tile, direction) pair is drawn among those whose mirror image differs visibly; an image with none is skipped
