@@ -20,10 +20,15 @@ install_cpu_stack "$VENV"
 # (so no test can reach the hub).
 source "$REPO/scripts/lib/cpu_env.sh"
 
+# A private pytest base folder: pytest keeps only the 3 newest numbered folders per user, so another pytest session
+# on the same machine would otherwise delete the folders of this (long) run while it still uses them.
+basetemp="$(mktemp -d "${TMPDIR:-/tmp}/verl_ext_tests.XXXXXX")"
 set +e
-timeout --kill-after=60 "${TEST_TIMEOUT:-60m}" "$VENV/bin/python" -m pytest tests -ra --durations=15 "$@"
+timeout --kill-after=60 "${TEST_TIMEOUT:-60m}" "$VENV/bin/python" -m pytest tests -ra --durations=15 \
+  --basetemp="$basetemp/pytest" -p no:cacheprovider "$@"
 status=$?
 set -e
+[[ "$status" -eq 0 ]] && rm -rf "$basetemp"  # kept on failure, for the logs of the end-to-end run
 case "$status" in
   0) echo "[test.sh] all tests passed" ;;
   5) echo "[test.sh] ERROR: pytest collected no tests (exit 5); the suite or its selection is broken" >&2 ;;

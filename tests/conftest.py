@@ -21,6 +21,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2.5-vl"), size="tiny")
 
 
+# Warm-up steps that reliably teach the tiny model the <think>/<answer> format (about 40 s on 2 free cores).
+FORMAT_WARMUP_STEPS = 200
+
+
+@pytest.fixture(scope="session")
+def format_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen2.5-VL after the answer-format warm-up: it writes ``<think> .. </think> <answer>..</answer>``.
+
+    Used where rewards must vary (the CPU training run) and by the warm-up's own test.
+    """
+    from verl_ext.tiny_model import save_tiny_model
+
+    directory = tmp_path_factory.mktemp("tiny-qwen2.5-vl-format")
+    return save_tiny_model(directory, size="tiny", format_warmup_steps=FORMAT_WARMUP_STEPS)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # `-m "not e2e"` skips the CPU end-to-end verl run (several minutes); scripts/test.sh runs everything.
     config.addinivalue_line("markers", "e2e: end-to-end verl training run on CPU (slow, minutes)")

@@ -152,6 +152,32 @@ def test_unknown_size_is_rejected(tmp_path: Path) -> None:
         save_tiny_model(tmp_path, size="70b")
 
 
+def test_format_warmup_is_for_the_tiny_model_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tiny"):
+        save_tiny_model(tmp_path, size="3b", format_warmup_steps=10)
+    with pytest.raises(ValueError, match=">= 0"):
+        save_tiny_model(tmp_path, format_warmup_steps=-1)
+
+
+def test_format_warmup_teaches_the_answer_format(format_tiny_model_dir: Path) -> None:
+    from verl_ext.reward import compute_score
+
+    processor = AutoProcessor.from_pretrained(format_tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(format_tiny_model_dir).eval()
+    # A prompt unlike the warm-up ones: other wording, a wide picture.
+    question = ("Image 2 shows image 1 turned by 0, 90, 180 or 270 degrees. How far was it turned? "
+                "First reason about it inside <think> </think> tags, then give only your final answer inside "
+                "<answer> </answer> tags.")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoded = processor(text=[text], images=[_photo(200, 120), _photo(120, 200)], return_tensors="pt")
+    with torch.no_grad():
+        output = model.generate(**encoded, max_new_tokens=48, do_sample=False)
+    reply = processor.tokenizer.decode(output[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    reward = compute_score("ssl_rotation", reply, "90", {"task": "rotation", "params": "{}"})
+    assert reward["format"] == 1.0, reply
+
+
 @pytest.fixture(scope="module")
 def full_tokenizer():
     return build_tokenizer("3b")

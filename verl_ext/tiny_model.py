@@ -14,6 +14,13 @@ that has never seen the Hugging Face hub:
   ``<|file_sep|>`` 151664). Meant for GPU throughput runs without downloading weights; its answers are noise.
 
 Everything is deterministic: the same ``size`` gives byte-identical files.
+
+A random model never writes ``<answer>`` tags, so every reward is 0 and GRPO has nothing to learn from.
+``format_warmup_steps=N`` (tiny only) first fits the model for N steps on made-up exchanges of the shape
+``<think> ... </think> <answer>X</answer>`` (1-2 noise pictures in the prompt, X from a mix of puzzle answers):
+sampled responses then are well formed with varying answers, rewards differ within a group, and a GRPO step
+really updates the weights. It knows nothing about any puzzle. Same machine, same files; across CPUs the floating
+point of the warm-up may differ in the last bits.
 """
 
 from __future__ import annotations
@@ -214,6 +221,27 @@ SIZES: dict[str, ModelSize] = {
     ),
 }
 
+# Format warm-up material: answers of several puzzle kinds, short reasoning lines, generic questions.
+_WARMUP_ANSWERS = (
+    "0", "90", "180", "270", "yes", "no", "A", "B", "C", "D",
+    "top left", "bottom right", "center", "2 0 3 1", "1 0 3 2", "0 1 2 3",
+)
+_WARMUP_THOUGHTS = (
+    "Let me look at the picture.",
+    "The sky is at the top.",
+    "The tiles fit together.",
+    "Compare both images.",
+)
+_WARMUP_QUESTIONS = (
+    "By how many degrees was image 1 turned?",
+    "Which tile goes first?",
+    "Are these the same picture?",
+    "Where was the crop taken from?",
+)
+WARMUP_BATCHES = 16  # distinct batches, cycled through
+WARMUP_BATCH_SIZE = 8
+WARMUP_LR = 5e-3
+
 TINY_REGULAR_VOCAB = 1024  # target size of the tiny tokenizer's trained vocabulary (before special tokens)
 SEED = 0
 
@@ -356,11 +384,74 @@ def build_processor(size: str = "tiny", tokenizer=None):
     )
 
 
-def save_tiny_model(out_dir: str | Path, size: str = "tiny") -> Path:
+def _warmup_batches(processor, rng) -> list[tuple[dict[str, Any], Any]]:
+    """Encoded warm-up batches and their labels (only the assistant's reply is learned).
+
+    Prompts look like real puzzle prompts (a few sentences plus the format instruction, 1-2 pictures of varied
+    size) so the format carries over to them.
+    """
+    import numpy as np
+    from PIL import Image
+
+    tokenizer = processor.tokenizer
+    corpus = _corpus()
+    batches = []
+    for _ in range(WARMUP_BATCHES):
+        texts, images, reply_lengths = [], [], []
+        for _ in range(WARMUP_BATCH_SIZE):
+            pictures = []
+            for _ in range(rng.integers(1, 3)):
+                height, width = (int(v) for v in rng.integers(56, 141, size=2))
+                pictures.append(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
+            sentences = [str(rng.choice(_WARMUP_QUESTIONS)), *(str(rng.choice(corpus)) for _ in range(2))]
+            content = [{"type": "image"} for _ in pictures] + [{"type": "text", "text": " ".join(sentences)}]
+            prompt = processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
+            thought, answer = rng.choice(_WARMUP_THOUGHTS), rng.choice(_WARMUP_ANSWERS)
+            reply = f"<think> {thought} </think> <answer>{answer}</answer><|im_end|>"
+            texts.append(prompt + reply)
+            images.extend(pictures)
+            reply_lengths.append(len(tokenizer(reply).input_ids))
+        encoded = processor(text=texts, images=images, return_tensors="pt", padding=True)  # left padding
+        labels = encoded["input_ids"].clone()
+        for row, length in enumerate(reply_lengths):
+            labels[row, :-length] = -100
+        batches.append((dict(encoded), labels))
+    return batches
+
+
+def warm_up_answer_format(model, processor, steps: int, seed: int = SEED) -> list[float]:
+    """Fit ``model`` in place for ``steps`` AdamW steps on the warm-up exchanges; returns the loss per step."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    batches = _warmup_batches(processor, np.random.default_rng(seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP_LR)
+    model.train()
+    losses = []
+    for step in range(steps):
+        encoded, labels = batches[step % len(batches)]
+        loss = model(**encoded, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def save_tiny_model(out_dir: str | Path, size: str = "tiny", *, format_warmup_steps: int = 0) -> Path:
     """Write a random Qwen2.5-VL of ``size`` ("tiny", "3b", "7b") with tokenizer and processor to ``out_dir``.
 
-    Returns the directory. No network access; the same ``size`` always produces the same files.
+    ``format_warmup_steps`` > 0 (tiny only) teaches the answer format first (see the module docstring).
+    Returns the directory. No network access; the same arguments always produce the same files.
     """
+    if format_warmup_steps and size != "tiny":
+        raise ValueError("format_warmup_steps only applies to size='tiny'")
+    if format_warmup_steps < 0:
+        raise ValueError(f"format_warmup_steps must be >= 0, got {format_warmup_steps}")
     from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
 
     ensure_torchvision_importable()  # transformers' Qwen2.5-VL modules import torchvision
@@ -382,6 +473,8 @@ def save_tiny_model(out_dir: str | Path, size: str = "tiny") -> Path:
         model = Qwen2_5_VLForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(previous_dtype)
+    if format_warmup_steps:
+        warm_up_answer_format(model, processor, format_warmup_steps)
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
@@ -403,9 +496,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write the model to")
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size (default: tiny)")
+    parser.add_argument(
+        "--format-warmup-steps", type=int, default=0, metavar="N",
+        help="tiny only: first teach the <think>/<answer> format for N steps (200 is enough), so GRPO rewards vary",
+    )
     args = parser.parse_args(argv)
-    out = save_tiny_model(args.out, args.size)
-    print(f"saved a random Qwen2.5-VL ({args.size}) to {out}")
+    if args.format_warmup_steps and args.size != "tiny":
+        parser.error("--format-warmup-steps only applies to --size tiny")
+    out = save_tiny_model(args.out, args.size, format_warmup_steps=args.format_warmup_steps)
+    warmed = f", answer format warmed up for {args.format_warmup_steps} steps" if args.format_warmup_steps else ""
+    print(f"saved a random Qwen2.5-VL ({args.size}{warmed}) to {out}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ library then owns the ``torchvision`` operator namespace.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import logging
 import sys
+import threading
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ _MISSING_SCHEMAS = (
 # The torch.library.Library object must stay alive as long as the process, or the definitions are dropped.
 _library = None
 _state: str | None = None  # None: not checked yet; otherwise what ensure_torchvision_importable() found
+_lock = threading.RLock()
 
 
 def _extension_loads(package_dir: Path) -> bool:
@@ -58,26 +60,35 @@ def ensure_torchvision_importable() -> str:
     Returns what was done: ``"not-installed"``, ``"already-imported"``, ``"native"`` (the extension loads,
     nothing to do) or ``"declared"`` (the missing operator schemas were declared).
     """
-    global _library, _state
-    if _state is not None:
+    global _state
+    with _lock:
+        if _state is None:
+            _state = "in-progress"  # a nested call (through an import hook) must not declare a second time
+            try:
+                _state = _prepare()
+            except BaseException:
+                _state = None
+                raise
         return _state
+
+
+def _prepare() -> str:
+    global _library
     if "torchvision" in sys.modules:
-        _state = "already-imported"
-        return _state
-    spec = importlib.util.find_spec("torchvision")
+        return "already-imported"
+    # PathFinder, not importlib.util.find_spec: the latter would run the sys.meta_path import hooks, one of which
+    # (verl_ext.cpu.import_hooks) calls back into this function.
+    spec = importlib.machinery.PathFinder.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
-        _state = "not-installed"
-        return _state
+        return "not-installed"
     package_dir = Path(next(iter(spec.submodule_search_locations)))
     if _extension_loads(package_dir):
-        _state = "native"
-        return _state
+        return "native"
 
     import torch
 
     _library = torch.library.Library("torchvision", "DEF")  # noqa: TOR901 - deliberate: a process-wide declaration
     for schema in _MISSING_SCHEMAS:
         _library.define(schema)
-    _state = "declared"
     logger.debug("declared torchvision operator schemas %s", [s.split("(")[0] for s in _MISSING_SCHEMAS])
-    return _state
+    return "declared"
