@@ -81,7 +81,7 @@ setup(
     license="Apache-2.0",
     packages=find_packages(include=["verl_ext", "verl_ext.*"]),
     package_data={
-        "verl_ext": ["demo_images/*", "cpu/boot/*.py"],
+        "verl_ext": ["demo_images/*"],
     },
     include_package_data=True,
     python_requires=">=3.10,<3.13",

@@ -54,6 +54,10 @@ class _PatchingLoader(importlib.abc.Loader):
         self._loader.exec_module(module)
         self._callback(module)
 
+    def __getattr__(self, name: str):
+        # get_source, get_code, is_package, ...: tracebacks, inspect and torch.compile use them.
+        return getattr(self._loader, name)
+
 
 class CpuFixFinder(importlib.abc.MetaPathFinder):
     """Finds nothing itself; it only notices imports of the module names above."""
