@@ -18,7 +18,6 @@ from PIL import Image
 from verl_ext.sources.decode import DEFAULT_LIMITS, DecodeLimits
 from verl_ext.sources.split import unit_hash
 from verl_ext.tasks import Task, get_task
-from verl_ext.tasks.base import PuzzleSkip
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024  # verl's data.max_prompt_length in the configs we ship
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -59,8 +58,6 @@ class TaskPlan:
     weight: float
     needs_partner: bool
     passes_positive: bool
-    # Pictures with more pixels are reduced before the puzzle is made (the budget would shrink them anyway).
-    source_pixels: int
 
 
 @dataclass(frozen=True)
@@ -188,7 +185,6 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
                 weight=weight,
                 needs_partner=task.needs_partner,
                 passes_positive=passes_positive,
-                source_pixels=_source_pixels(task, knobs, passes_positive, config.max_prompt_tokens),
             )
         )
     return BuildPlan(
@@ -212,24 +208,3 @@ def probe_image(width: int = 640, height: int = 480, seed: int = 0) -> Image.Ima
     base = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)
     noisy = base * 0.6 + rng.uniform(0, 102, size=base.shape)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
-
-
-def _source_pixels(task: Task, knobs: dict[str, Any], passes_positive: bool, max_prompt_tokens: int) -> int:
-    """Largest source worth keeping for this task: the budget's pixels divided by how much the task shows.
-
-    Measured once on a probe picture (how many pixels the puzzle's images hold per source pixel, and how long
-    its prompt is). Only a speed hint: pictures above it are reduced early, once, instead of every output image
-    being shrunk later; the budget check after the puzzle is made stays the guarantee.
-    """
-    image = probe_image()
-    extra: dict[str, Any] = {"positive": False} if passes_positive and task.needs_partner else {}
-    try:
-        puzzle = task.make(image, np.random.default_rng(0), partner=probe_image(seed=1), **knobs, **extra)
-    except (PuzzleSkip, ValueError, TypeError):
-        return DEFAULT_LIMITS.max_pixels
-    shown = sum(im.width * im.height for im in puzzle.images)
-    area_factor = max(shown / (image.width * image.height), 1e-3)
-    # 1 byte per token bounds the text (see budget.PromptCounter); 0.9 leaves room for rounding to 28 px.
-    text = len(puzzle.prompt.encode("utf-8")) + 64 + 2 * len(puzzle.images)
-    budget_pixels = max(max_prompt_tokens - text, 1) * 28 * 28 * 0.9
-    return max(int(budget_pixels / area_factor), 64 * 64)

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from verl_ext.build.budget import PromptCounter, fit_to_budget, make_counter
-from verl_ext.build.plan import BuildPlan, TaskPlan
+from verl_ext.build.plan import BuildPlan, TaskPlan, probe_image
 from verl_ext.build.rows import make_row
 from verl_ext.images import content_id
 from verl_ext.sources import item_split
@@ -77,6 +77,31 @@ class Worker:
         self.plan = plan
         self.counter: PromptCounter = make_counter(plan.tokenizer)
         self.tasks = {t.name: get_task(t.name) for t in plan.tasks}
+        self.source_pixels = {t.name: self._source_pixels(t) for t in plan.tasks}
+
+    def _source_pixels(self, plan: TaskPlan) -> int:
+        """Largest source worth keeping for a task: the budget's pixels over how much of the source it shows.
+
+        Measured once on a probe picture (pixels shown per source pixel, prompt length). Only a speed hint, the
+        same in every process: bigger pictures are reduced once before the puzzle is made instead of every
+        output image being shrunk afterwards; the budget fit after making stays the guarantee.
+        """
+        image = probe_image()
+        extra: dict[str, Any] = {"positive": False} if plan.passes_positive and plan.needs_partner else {}
+        try:
+            puzzle = self.tasks[plan.name].make(
+                image, np.random.default_rng(0), partner=probe_image(seed=1), **plan.knobs, **extra
+            )
+        except Exception:  # noqa: BLE001 - no hint then; the task's real errors surface on real pictures
+            return self.plan.limits.max_pixels
+        shown = sum(im.width * im.height for im in puzzle.images)
+        area_factor = max(shown / (image.width * image.height), 1e-3)
+        tokens = self.plan.max_prompt_tokens - self.counter.text_tokens(puzzle.prompt, len(puzzle.images))
+        if tokens < 4 * len(puzzle.images):
+            return self.plan.limits.max_pixels  # hopeless anyway: let the budget fit name the reason
+        factor = self.counter.grids[-1].factor
+        # 0.9 leaves room for the rounding of every side to a multiple of 28.
+        return max(int(tokens * factor * factor * 0.9 / area_factor), 32 * 32)
 
     # ---- items -> units
 
@@ -102,7 +127,7 @@ class Worker:
             for k in range(self.plan.puzzles_per_image):
                 task = self.plan.task_for(item.source_id, k)
                 if task.name not in prepared:
-                    prepared[task.name] = _reduce(image, task.source_pixels)
+                    prepared[task.name] = _reduce(image, self.source_pixels[task.name])
                 unit = Unit(item, prepared[task.name], cid, split, k, task)
                 if task.needs_partner:
                     unit.thumb = _thumb(image)

@@ -60,10 +60,10 @@ def payload_bytes(payload: Payload | dict | None) -> bytes:
         raise ImageSkip("missing image")
     if isinstance(payload, Path):
         try:
-            return payload.read_bytes()
+            data = payload.read_bytes()
         except OSError:
             raise ImageSkip("unreadable image file") from None
-    if isinstance(payload, (bytes, bytearray, memoryview)):
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
         data = bytes(payload)
     elif isinstance(payload, str):
         text = payload.strip()

@@ -76,9 +76,11 @@ def iter_parquet(
     order = {f: n for n, f in enumerate(files)}
     files.sort(key=lambda f: (splits[f] != spec.val_split, order[f]))
     root = path if path.is_dir() else path.parent
+    # Sub-folders name configs (BLINK's Art_Style, Counting ...) only when there are several of them.
+    several = len({f.parent for f in files}) > 1
     for file in files:
         split = splits[file]
-        config = "/".join(file.parent.relative_to(root).parts)
+        config = "/".join(file.parent.relative_to(root).parts) if several else ""
         yield from _iter_file(file, split, config, spec, skips, done_splits)
 
 
