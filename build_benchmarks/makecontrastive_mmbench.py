@@ -1,4 +1,9 @@
-"""Build the contrastive puzzle dataset from MMBench: `python build_benchmarks/makecontrastive_mmbench.py [--input P] [--output D]`."""
+"""Build the contrastive puzzle dataset from MMBench (dev -> val, test -> train).
+
+    python build_benchmarks/makecontrastive_mmbench.py [--input P] [--output D] [--seed S] [--workers N] [--limit K]
+
+Defaults: --input datasets/MMBench, --output datasets/ssl/mmbench_contrastive.
+"""
 
 import sys
 

@@ -1,4 +1,9 @@
-"""Build the jigsaw puzzle dataset from MMBench: `python build_benchmarks/makejigsaw_mmbench.py [--input P] [--output D]`."""
+"""Build the jigsaw puzzle dataset from MMBench (dev -> val split, test -> train split).
+
+    python build_benchmarks/makejigsaw_mmbench.py [--input P] [--output D] [--seed S] [--workers N] [--limit K]
+
+Defaults: --input datasets/MMBench, --output datasets/ssl/mmbench_jigsaw.
+"""
 
 import sys
 

@@ -72,7 +72,9 @@ def png_bomb(side: int = 40000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _mmbench_rows(images: list[Image.Image], split: str, corrupt: bool = True) -> tuple[list[dict], dict]:
@@ -83,9 +85,22 @@ def _mmbench_rows(images: list[Image.Image], split: str, corrupt: bool = True) -
         encoded = b64(jpeg_bytes(image))
         for k in range(3):  # circular copies repeat the image under index + k * 1_000_000
             rows.append(
-                {"index": i + k * 1_000_000, "question": f"Q{i}\nwith a newline", "hint": None, "A": "x", "B": "y",
-                 "C": None, "D": None, "answer": "A", "category": "c", "image": encoded, "source": "s",
-                 "l2-category": "l2", "comment": None, "split": split}
+                {
+                    "index": i + k * 1_000_000,
+                    "question": f"Q{i}\nwith a newline",
+                    "hint": None,
+                    "A": "x",
+                    "B": "y",
+                    "C": None,
+                    "D": None,
+                    "answer": "A",
+                    "category": "c",
+                    "image": encoded,
+                    "source": "s",
+                    "l2-category": "l2",
+                    "comment": None,
+                    "split": split,
+                }
             )
     rows.append({**rows[0], "index": 500, "question": "another question on picture 0"})
     if corrupt:
@@ -114,9 +129,22 @@ def write_mmbench_tsv(path: Path, n: int = 5) -> dict:
     images = photo_variants(n, seed=1)
     rows = []
     for i, image in enumerate(images):
-        rows.append({"index": i, "question": f"What is\tshown? ({i})\nTwo lines.", "hint": "", "A": "a", "B": "b",
-                     "C": "", "D": "", "answer": "A", "category": "c", "l2-category": "l2", "split": "dev",
-                     "image": b64(jpeg_bytes(image))})
+        rows.append(
+            {
+                "index": i,
+                "question": f"What is\tshown? ({i})\nTwo lines.",
+                "hint": "",
+                "A": "a",
+                "B": "b",
+                "C": "",
+                "D": "",
+                "answer": "A",
+                "category": "c",
+                "l2-category": "l2",
+                "split": "dev",
+                "image": b64(jpeg_bytes(image)),
+            }
+        )
         rows.append({**rows[-1], "index": i + 1_000_000, "image": str(i)})  # circular copy: a reference
     rows.append({**rows[0], "index": 77, "image": "3"})  # another question on picture 3: a reference
     rows.append({**rows[0], "index": 78, "image": "999"})  # a reference to a row that does not exist
@@ -142,9 +170,16 @@ def write_blink_parquet(root: Path) -> dict:
             for k in range(1, 5):
                 cells[f"image_{k}"].append(row[f"image_{k}"])
             table = pa.table(
-                {"idx": [f"{split}_{config}_1"], "question": ["q"], "sub_task": [config],
-                 **{name: pa.array(values, type=struct_type) for name, values in cells.items()},
-                 "choices": [["(A) x", "(B) y"]], "answer": ["(A)"], "prompt": ["p"], "explanation": [""]}
+                {
+                    "idx": [f"{split}_{config}_1"],
+                    "question": ["q"],
+                    "sub_task": [config],
+                    **{name: pa.array(values, type=struct_type) for name, values in cells.items()},
+                    "choices": [["(A) x", "(B) y"]],
+                    "answer": ["(A)"],
+                    "prompt": ["p"],
+                    "explanation": [""],
+                }
             )
             (root / config).mkdir(parents=True, exist_ok=True)
             pq.write_table(table, root / config / f"{split}-00000-of-00001.parquet")
@@ -157,10 +192,17 @@ def write_mmstar_parquet(path: Path, n: int = 4) -> dict:
     pics = photo_variants(n, seed=3)
     struct_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     table = pa.table(
-        {"index": list(range(n)), "question": ["q"] * n, "answer": ["A"] * n, "category": ["c"] * n,
-         "l2_category": ["l"] * n,
-         "image": pa.array([{"bytes": png_bytes(p), "path": f"{i}.png"} for i, p in enumerate(pics)], type=struct_type),
-         "meta_info": [{"source": "s", "split": "val", "image_path": f"{i}.png"} for i in range(n)]}
+        {
+            "index": list(range(n)),
+            "question": ["q"] * n,
+            "answer": ["A"] * n,
+            "category": ["c"] * n,
+            "l2_category": ["l"] * n,
+            "image": pa.array(
+                [{"bytes": png_bytes(p), "path": f"{i}.png"} for i, p in enumerate(pics)], type=struct_type
+            ),
+            "meta_info": [{"source": "s", "split": "val", "image_path": f"{i}.png"} for i in range(n)],
+        }
     )
     pq.write_table(table, path)
     return {"pictures": n}
@@ -172,8 +214,13 @@ def write_imagenet_parquet(root: Path, n: int = 3) -> dict:
     struct_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     for name, part in (("train", pics[:n]), ("validation", pics[n:])):
         table = pa.table(
-            {"images": pa.array([[{"bytes": jpeg_bytes(p), "path": None}] for p in part], type=pa.list_(struct_type)),
-             "filename": [f"{name}_{i}.JPEG" for i in range(n)], "label": list(range(n))}
+            {
+                "images": pa.array(
+                    [[{"bytes": jpeg_bytes(p), "path": None}] for p in part], type=pa.list_(struct_type)
+                ),
+                "filename": [f"{name}_{i}.JPEG" for i in range(n)],
+                "label": list(range(n)),
+            }
         )
         pq.write_table(table, root / f"{name}.parquet")
     return {"train": n, "val": n}
@@ -182,8 +229,20 @@ def write_imagenet_parquet(root: Path, n: int = 3) -> dict:
 def write_seedbench_tsv(path: Path, n: int = 4) -> dict:
     """SEEDBench_IMG.tsv: index, image (base64), question, options, answer, category; one split."""
     pics = photo_variants(n, seed=5)
-    rows = [{"index": 100 + i, "image": b64(jpeg_bytes(p)), "question": "q", "A": "a", "B": "b", "C": "c", "D": "d",
-             "answer": "A", "category": "Scene Understanding"} for i, p in enumerate(pics)]
+    rows = [
+        {
+            "index": 100 + i,
+            "image": b64(jpeg_bytes(p)),
+            "question": "q",
+            "A": "a",
+            "B": "b",
+            "C": "c",
+            "D": "d",
+            "answer": "A",
+            "category": "Scene Understanding",
+        }
+        for i, p in enumerate(pics)
+    ]
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
     return {"pictures": n}
 
@@ -193,8 +252,11 @@ def write_blink_tsv(path: Path) -> dict:
     pics = photo_variants(5, seed=6)
     rows = [
         {"index": 0, "image": str([b64(jpeg_bytes(pics[0])), b64(jpeg_bytes(pics[1]))]), "question": "q"},
-        {"index": 1, "image": str([b64(jpeg_bytes(pics[2])), b64(jpeg_bytes(pics[3])), b64(jpeg_bytes(pics[4]))]),
-         "question": "q"},
+        {
+            "index": 1,
+            "image": str([b64(jpeg_bytes(pics[2])), b64(jpeg_bytes(pics[3])), b64(jpeg_bytes(pics[4]))]),
+            "question": "q",
+        },
         {"index": 2, "image": "['not closed", "question": "q"},
     ]
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)

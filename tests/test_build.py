@@ -53,8 +53,12 @@ class ToyPair(Task):
     def make(self, image, rng, partner=None, *, positive: bool | None = None) -> Puzzle:
         other = image if positive else partner
         assert other is not None
-        return Puzzle([image.resize((64, 64)), other.resize((64, 64))], "<image> <image> Same?",
-                      "yes" if positive else "no", {"positive": bool(positive)})
+        return Puzzle(
+            [image.resize((64, 64)), other.resize((64, 64))],
+            "<image> <image> Same?",
+            "yes" if positive else "no",
+            {"positive": bool(positive)},
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -102,8 +106,9 @@ def test_same_rows_whatever_the_worker_count(tmp_path: Path) -> None:
         outs = []
         for workers in (1, 2):
             out = tmp_path / f"{task}-{workers}"
-            build(config(tmp_path, task=task, source="mmbench", input=tmp_path / "MMBench", output=out,
-                         workers=workers))
+            build(
+                config(tmp_path, task=task, source="mmbench", input=tmp_path / "MMBench", output=out, workers=workers)
+            )
             outs.append(out)
         for split in ("dev", "test"):
             a, b = (pq.read_table(o / f"{split}.parquet") for o in outs)
@@ -118,8 +123,9 @@ def test_mmbench_roles_and_one_puzzle_per_picture(tmp_path: Path) -> None:
     assert manifest["splits"] == {"dev": facts["dev"]["pictures"], "test": facts["test"]["pictures"]}
     rows = read(tmp_path / "out" / "test.parquet")
     assert len({r["extra_info"]["content_id"] for r in rows}) == len(rows)
-    more = build(config(tmp_path, source="mmbench", input=tmp_path / "MMBench", output=tmp_path / "k3",
-                        puzzles_per_image=3))
+    more = build(
+        config(tmp_path, source="mmbench", input=tmp_path / "MMBench", output=tmp_path / "k3", puzzles_per_image=3)
+    )
     assert more["splits"] == {s: 3 * n for s, n in manifest["splits"].items()}
 
 
@@ -182,8 +188,11 @@ def test_prompts_fit_the_token_budget_and_the_count_is_recorded(tmp_path: Path) 
             assert recorded == counter.prompt_tokens(row["prompt"][0]["content"], sizes) <= 850
             assert row["extra_info"]["image_scale"] <= 1.0
     with pytest.raises(RuntimeError, match="prompt text over token budget"):
-        build(config(tmp_path, task="jigsaw", difficulty="hard", limit=2, max_prompt_tokens=100,
-                     output=tmp_path / "none"))
+        build(
+            config(
+                tmp_path, task="jigsaw", difficulty="hard", limit=2, max_prompt_tokens=100, output=tmp_path / "none"
+            )
+        )
 
 
 def test_fit_scales_every_image_by_one_factor() -> None:
@@ -268,8 +277,21 @@ def test_bad_options_are_rejected_before_reading(tmp_path: Path) -> None:
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["--task", "rotation", "--source", "mmbench", "--input", str(tmp_path / "nope"),
-                 "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--task",
+                "rotation",
+                "--source",
+                "mmbench",
+                "--input",
+                str(tmp_path / "nope"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "input path does not exist" in capsys.readouterr().err
     assert main(["--task", "spin", "--source", "demo", "--output", str(tmp_path / "o")]) == 2
     assert "unknown puzzle task 'spin'" in capsys.readouterr().err
@@ -280,8 +302,24 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
 
 def test_cli_demo_then_preview(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    assert main(["--task", "position", "--source", "demo", "--output", str(out), "--limit", "3", "--workers", "1",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--task",
+                "position",
+                "--source",
+                "demo",
+                "--output",
+                str(out),
+                "--limit",
+                "3",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert preview_main([str(out / "val.parquet"), "--out", str(tmp_path / "preview"), "-n", "2"]) == 0
     page = (tmp_path / "preview" / "preview.html").read_text()
     assert page.count("<section>") == 2 and "data:image/jpeg;base64," in page
@@ -300,9 +338,18 @@ def test_make_mmbench_scripts_default_to_datasets_folders(tmp_path: Path, monkey
 
 def test_make_scripts_run_as_files(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(REPO / "build_benchmarks" / "makeposition_mmbench.py"), "--input", str(tmp_path / "x"),
-         "--output", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            str(REPO / "build_benchmarks" / "makeposition_mmbench.py"),
+            "--input",
+            str(tmp_path / "x"),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 2 and "input path does not exist" in done.stderr
 

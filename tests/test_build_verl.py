@@ -57,8 +57,9 @@ def test_every_task_loads_in_rlhf_dataset_and_nothing_is_filtered(
     # Contrastive needs pictures of two photographs per split to pair (the demo lists a photo's crops together).
     limit = 10 if task == "contrastive" else 4
     manifest = build(
-        BuildConfig(task=task, source="demo", output=out, limit=limit, workers=1, progress=False,
-                    tokenizer=tiny_model_dir)
+        BuildConfig(
+            task=task, source="demo", output=out, limit=limit, workers=1, progress=False, tokenizer=tiny_model_dir
+        )
     )
     assert manifest["prompt_tokens_exact"] is True
     for split, rows in manifest["splits"].items():
@@ -78,8 +79,16 @@ def test_every_task_loads_in_rlhf_dataset_and_nothing_is_filtered(
 def test_a_tight_budget_still_loses_no_row_in_verl(tmp_path: Path, processor, tiny_model_dir: Path) -> None:
     out = tmp_path / "tight"
     manifest = build(
-        BuildConfig(task="jigsaw", source="demo", output=out, limit=3, workers=1, progress=False,
-                    tokenizer=tiny_model_dir, max_prompt_tokens=600)
+        BuildConfig(
+            task="jigsaw",
+            source="demo",
+            output=out,
+            limit=3,
+            workers=1,
+            progress=False,
+            tokenizer=tiny_model_dir,
+            max_prompt_tokens=600,
+        )
     )
     for split, rows in manifest["splits"].items():
         assert len(rlhf_dataset(out / f"{split}.parquet", processor, tmp_path / "cache", 600)) == rows

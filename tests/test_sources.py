@@ -183,7 +183,9 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 def test_huge_jpeg_is_reduced_during_decode() -> None:
     picture = photo_variants(1)[0].resize((1600, 1200))
     decoded = decode_bytes(jpeg_bytes(picture), DecodeLimits(max_pixels=400 * 300))
-    assert decoded.width * decoded.height <= 400 * 300 * 1.01 and decoded.size[0] / decoded.size[1] == pytest.approx(4 / 3, rel=0.02)
+    assert decoded.width * decoded.height <= 400 * 300 * 1.01 and decoded.size[0] / decoded.size[1] == pytest.approx(
+        4 / 3, rel=0.02
+    )
 
 
 def test_demo_source_needs_no_input_and_records_origin() -> None:

@@ -145,7 +145,7 @@ class ExactPromptCounter(PromptCounter):
 
 
 def _processor_pixel_range(image_processor: object, factor: int) -> tuple[int, int]:
-    """(min_pixels, max_pixels) of an HF image processor: ``size`` is a dict or a SizeDict, older ones have attributes."""
+    """(min_pixels, max_pixels) of an HF image processor (``size`` dict or SizeDict, or older attributes)."""
     size = getattr(image_processor, "size", None)
 
     def read(key: str) -> int | None:
@@ -201,7 +201,7 @@ def fit_to_budget(
         tokens = sum(image_tokens(w, h, counter.grids) for w, h in targets)
         if tokens <= budget:
             resized = [
-                im if im.size == t else im.resize(t, Image.Resampling.BILINEAR, reducing_gap=3.0)
+                im if im.size == t else im.resize(t, Image.Resampling.BILINEAR, reducing_gap=2.0)
                 for im, t in zip(images, targets)
             ]
             return Fitted(resized, text + tokens, scale)

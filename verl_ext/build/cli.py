@@ -1,4 +1,4 @@
-"""Command line of the dataset builder: ``python build_benchmarks/build.py --task T --source S --input P --output D``."""
+"""Command line of the dataset builder: ``build_benchmarks/build.py --task T --source S --input P --output D``."""
 
 from __future__ import annotations
 
@@ -33,24 +33,43 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--task", required=True, help=f"one of {', '.join(sorted(TASKS))}, or 'mix' (with --tasks)")
-    p.add_argument("--tasks", default=None, help="for --task mix: weights, e.g. rotation:0.25,jigsaw:0.25,position:0.5")
+    p.add_argument(
+        "--tasks", default=None, help="for --task mix: weights, e.g. rotation:0.25,jigsaw:0.25,position:0.5"
+    )
     sources = ", ".join(sorted([*SOURCES, *ALIASES]))
     p.add_argument("--source", default=None, help=f"image source ({sources}); guessed from --input when omitted")
     p.add_argument("--input", type=Path, default=None, help="benchmark file or folder (not needed for --source demo)")
     p.add_argument("--output", type=Path, required=True, help="folder for <split>.parquet and manifest.json")
     add_common_arguments(p)
     p.add_argument("--difficulty", choices=DIFFICULTIES, default=None, help="task preset (default: the task's own)")
-    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="task knob, repeatable; JSON values (rows=3, angles=[0,180]); task.NAME=VALUE in a mix")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="task knob, repeatable; JSON values (rows=3, angles=[0,180]); task.NAME=VALUE in a mix",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of val when carving a single split")
     p.add_argument("--carve", action="store_true", help="carve every source split into train/val by content")
-    p.add_argument("--max-prompt-tokens", type=int, default=DEFAULT_MAX_PROMPT_TOKENS,
-                   help="every prompt (text + images) fits this; match verl's data.max_prompt_length")
-    p.add_argument("--tokenizer", type=Path, default=None,
-                   help="model folder whose processor counts prompt tokens exactly (default: a safe upper bound)")
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=DEFAULT_MAX_PROMPT_TOKENS,
+        help="every prompt (text + images) fits this; match verl's data.max_prompt_length",
+    )
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="model folder whose processor counts prompt tokens exactly (default: a safe upper bound)",
+    )
     p.add_argument("--puzzles-per-image", type=int, default=1, help="puzzles made from each distinct picture")
-    p.add_argument("--image-format", choices=("jpeg", "png"), default="jpeg",
-                   help="encoding of puzzle images (JPEG q95 4:4:4; PNG is lossless but ~30x slower)")
+    p.add_argument(
+        "--image-format",
+        choices=("jpeg", "png"),
+        default="jpeg",
+        help="encoding of puzzle images (JPEG q95 4:4:4; PNG is lossless but ~30x slower)",
+    )
     p.add_argument("--strict", action="store_true", help="stop on an error inside a task instead of counting it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -107,12 +126,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def benchmark_main(task: str, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``build_benchmarks/make<task>_mmbench.py``: MMBench in, ``datasets/ssl/mmbench_<task>`` out."""
-    p = argparse.ArgumentParser(description=f"Build the {task} puzzle dataset from MMBench (dev -> val, test -> train).")
-    p.add_argument("--input", type=Path, default=Path("datasets/MMBench"),
-                   help="MMBench HF parquet folder or OpenCompass TSV (default: datasets/MMBench)")
+    p = argparse.ArgumentParser(
+        description=f"Build the {task} puzzle dataset from MMBench (dev -> val, test -> train)."
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=Path("datasets/MMBench"),
+        help="MMBench HF parquet folder or OpenCompass TSV (default: datasets/MMBench)",
+    )
     p.add_argument("--output", type=Path, default=Path(f"datasets/ssl/mmbench_{task}"))
     add_common_arguments(p)
     args = p.parse_args(argv)
-    config = BuildConfig(task=task, source="mmbench", input=args.input, output=args.output, seed=args.seed,
-                         workers=args.workers, limit=args.limit)
+    config = BuildConfig(
+        task=task,
+        source="mmbench",
+        input=args.input,
+        output=args.output,
+        seed=args.seed,
+        workers=args.workers,
+        limit=args.limit,
+    )
     return run(config)

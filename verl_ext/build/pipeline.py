@@ -43,7 +43,8 @@ def build(config: BuildConfig) -> dict[str, Any]:
     items = _limited_items(spec, path, config, state)
     progress = _progress(config, spec)
     try:
-        for result, size in _ordered_results(plan, config.workers, _chunks(items, chunk_items)):
+        chunks = _chunks(items, chunk_items)
+        for result, size in _ordered_results(state.worker(), config.workers, chunks):
             state.take(result, writer)
             progress.update(size)
             progress.set_postfix(rows=sum(writer.rows.values()), skipped=sum(state.skips.values()), refresh=False)
@@ -79,7 +80,7 @@ class _BuildState:
         self.tokens: dict[str, list[int]] = {}
         self.by_task: dict[str, Counter] = {}
         self.balance: dict[str, Counter] = {}
-        self._pairer: Worker | None = None
+        self._worker: Worker | None = None
 
     def take(self, result: ChunkResult, writer: SplitWriter) -> None:
         self.notes.update(result.notes)
@@ -91,7 +92,7 @@ class _BuildState:
                 self.skips.skip("duplicate image")
                 continue
             self.seen.add(unit.key)
-            outcomes, self.waiting = self._worker().pair_up(self.waiting, [unit], self.errors)
+            outcomes, self.waiting = self.worker().pair_up(self.waiting, [unit], self.errors)
             for outcome in outcomes:
                 self._emit(outcome, writer, check=False)
 
@@ -100,10 +101,11 @@ class _BuildState:
             self.skips.skip("no contrastive partner left (odd one out)", len(self.waiting))
             self.waiting = []
 
-    def _worker(self) -> Worker:
-        if self._pairer is None:
-            self._pairer = Worker(self.plan)
-        return self._pairer
+    def worker(self) -> Worker:
+        """This process's worker: runs the chunks of a one-worker build and pairs leftovers across chunks."""
+        if self._worker is None:
+            self._worker = Worker(self.plan)
+        return self._worker
 
     def _emit(self, outcome: Outcome, writer: SplitWriter, check: bool) -> None:
         if outcome.skip is not None:
@@ -124,7 +126,9 @@ class _BuildState:
             self.tokens.setdefault(split, []).append(info["prompt_tokens"])
             self.by_task.setdefault(split, Counter())[info["task"]] += 1
             if any(t.needs_partner and t.name == info["task"] for t in self.plan.tasks):
-                self.balance.setdefault(split, Counter())["negative" if info["partner_content_id"] else "positive"] += 1
+                self.balance.setdefault(split, Counter())[
+                    "negative" if info["partner_content_id"] else "positive"
+                ] += 1
             writer.add(row)
 
 
@@ -152,19 +156,20 @@ def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
         yield chunk
 
 
-def _ordered_results(
-    plan: BuildPlan, workers: int, chunks: Iterator[list[RawItem]]
-) -> Iterator[tuple[ChunkResult, int]]:
-    """Chunk results in chunk order: inline with one worker, else from a pool with a bounded look-ahead."""
+def _ordered_results(main: Worker, workers: int, chunks: Iterator[list[RawItem]]) -> Iterator[tuple[ChunkResult, int]]:
+    """Chunk results in chunk order: inline with one worker, else from a pool with a bounded look-ahead.
+
+    The pool's workers get the main process's measured source-size hints, so they start without probing.
+    """
     if workers <= 1:
-        init_worker(plan)
         for chunk in chunks:
-            yield run_chunk(chunk), len(chunk)
+            yield main.process_chunk(chunk), len(chunk)
         return
+    plan, source_pixels = main.plan, main.source_pixels
     methods = multiprocessing.get_all_start_methods()
     # fork starts workers in milliseconds and shares the loaded task registry; spawn is the portable fallback.
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(workers, initializer=init_worker, initargs=(plan,)) as pool:
+    with context.Pool(workers, initializer=init_worker, initargs=(plan, source_pixels)) as pool:
         window: deque = deque()
         for chunk in chunks:
             window.append((pool.apply_async(run_chunk, (chunk,)), len(chunk)))
@@ -201,8 +206,10 @@ def _roles(spec: SourceSpec, splits: dict[str, int], carved: bool) -> tuple[str 
     if carved:
         return ("train" if "train" in splits else None), ("val" if "val" in splits else None)
     train = spec.train_split if spec.train_split in splits else ("train" if "train" in splits else None)
-    val = spec.val_split if spec.val_split in splits else next(
-        (s for s in ("val", "validation", "dev") if s in splits), None
+    val = (
+        spec.val_split
+        if spec.val_split in splits
+        else next((s for s in ("val", "validation", "dev") if s in splits), None)
     )
     return train, val
 

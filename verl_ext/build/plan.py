@@ -148,7 +148,9 @@ def check_knobs(task: Task, knobs: dict[str, Any]) -> None:
     except TypeError:
         valid = [n for n, p in signature.parameters.items() if p.kind == p.KEYWORD_ONLY]
         unknown = sorted(set(knobs) - set(signature.parameters))
-        raise ValueError(f"task {task.name!r} has no option {unknown or list(knobs)}; its options are {valid}") from None
+        raise ValueError(
+            f"task {task.name!r} has no option {unknown or list(knobs)}; its options are {valid}"
+        ) from None
 
 
 def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:

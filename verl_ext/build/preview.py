@@ -1,6 +1,6 @@
 """Look at a built dataset: an HTML gallery (images embedded) and a PNG contact sheet of N puzzles.
 
-    python build_benchmarks/preview.py datasets/ssl/mmbench_rotation/val.parquet --out preview/ -n 24
+python build_benchmarks/preview.py datasets/ssl/mmbench_rotation/val.parquet --out preview/ -n 24
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def encode_image(image: Image.Image, image_format: str = "jpeg") -> bytes:
     if image_format == "png":
         image.save(buffer, "PNG", compress_level=1)
     elif image_format == "jpeg":
-        image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+        image.save(buffer, "JPEG", quality=JPEG_QUALITY)
     else:
         raise ValueError(f"image format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     return buffer.getvalue()

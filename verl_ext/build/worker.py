@@ -73,11 +73,12 @@ class ChunkResult:
 class Worker:
     """Per-process state: the plan, task objects and prompt counter (loaded once per process)."""
 
-    def __init__(self, plan: BuildPlan) -> None:
+    def __init__(self, plan: BuildPlan, source_pixels: dict[str, int] | None = None) -> None:
         self.plan = plan
         self.counter: PromptCounter = make_counter(plan.tokenizer)
         self.tasks = {t.name: get_task(t.name) for t in plan.tasks}
-        self.source_pixels = {t.name: self._source_pixels(t) for t in plan.tasks}
+        # Measured once in the main process and handed to the workers (see _source_pixels).
+        self.source_pixels = source_pixels or {t.name: self._source_pixels(t) for t in plan.tasks}
 
     def _source_pixels(self, plan: TaskPlan) -> int:
         """Largest source worth keeping for a task: the budget's pixels over how much of the source it shows.
@@ -178,9 +179,7 @@ class Worker:
             task=task.name, puzzle=puzzle, images=fitted.images, image_format=self.plan.image_format, info=info
         )
 
-    def pair_up(
-        self, pending: list[Unit], units: list[Unit], errors: list[str]
-    ) -> tuple[list[Outcome], list[Unit]]:
+    def pair_up(self, pending: list[Unit], units: list[Unit], errors: list[str]) -> tuple[list[Outcome], list[Unit]]:
         """Pair ``units`` (in order) with each other and with ``pending`` ones of the same task and split.
 
         A unit pairs with the earliest waiting unit that shows a different picture; if making the pair fails
@@ -251,13 +250,26 @@ def _thumb(image: Image.Image) -> np.ndarray:
 
 
 def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
-    """Shrink a picture above ``max_pixels`` to about that size (never enlarges)."""
+    """Shrink a picture above ``max_pixels`` to at most that size (never enlarges).
+
+    An integer box reduction (``Image.reduce``, several times faster than a filtered resize) is used whenever
+    it keeps at least 1/1.15 of the target side, so large pictures are shrunk cheaply for a small loss of
+    resolution; what is left (a ratio under 2.3) is area-averaged (box filter: a third cheaper than bilinear,
+    and as good for shrinking by less than 2.3).
+    """
     pixels = image.width * image.height
     if pixels <= max_pixels:
         return image
-    scale = math.sqrt(max_pixels / pixels)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    ratio = math.sqrt(pixels / max_pixels)
+    factor = math.floor(ratio * 1.15)
+    if factor >= 2:
+        image = image.reduce(factor)
+        pixels = image.width * image.height
+        if pixels <= max_pixels:
+            return image
+        ratio = math.sqrt(pixels / max_pixels)
+    size = (max(1, math.floor(image.width / ratio)), max(1, math.floor(image.height / ratio)))
+    return image.resize(size, Image.Resampling.BOX)
 
 
 # ---- process-pool plumbing: one Worker per process, created by the pool initializer
@@ -265,9 +277,16 @@ def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
 _WORKER: Worker | None = None
 
 
-def init_worker(plan: BuildPlan) -> None:
+def init_worker(plan: BuildPlan, source_pixels: dict[str, int] | None = None) -> None:
     global _WORKER
-    _WORKER = Worker(plan)
+    # OpenCV (used by some tasks) would start a thread per core in every worker process; one each is enough.
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    _WORKER = Worker(plan, source_pixels)
 
 
 def run_chunk(chunk: list[RawItem]) -> ChunkResult:

@@ -66,8 +66,9 @@ SOURCES: dict[str, SourceSpec] = {
     "folder": SourceSpec("folder", f"any folder of image files (COCO, V*, ...), walked recursively; {_SINGLE}"),
     "tsv": SourceSpec("tsv", "any VLMEvalKit-style TSV with an image column"),
     "parquet": SourceSpec("parquet", "any parquet file or folder with an image column"),
-    "demo": SourceSpec("demo", "bundled real photographs (no input needed)", train_split=TRAIN, val_split=VAL,
-                       needs_input=False),
+    "demo": SourceSpec(
+        "demo", "bundled real photographs (no input needed)", train_split=TRAIN, val_split=VAL, needs_input=False
+    ),
 }
 ALIASES = {"coco": "folder", "vstar": "folder", "images": "folder", "mme_realworld": "mme_realworld_lite"}
 

@@ -64,7 +64,11 @@ def iter_demo(path: Path | None, spec: SourceSpec, skips: SkipCounter, carve: bo
         file = DEMO_DIR / photo["file"]
         stem = file.stem
         split = None if carve else (VAL if stem in VAL_PHOTOS else TRAIN)
-        meta = {"origin": f"verl_ext/demo_images/{photo['file']}", "author": photo["author"], "license": photo["license"]}
+        meta = {
+            "origin": f"verl_ext/demo_images/{photo['file']}",
+            "author": photo["author"],
+            "license": photo["license"],
+        }
         yield RawItem(f"demo/{stem}", split, file, group=stem, meta=meta)
         for name, box in QUADRANTS.items():
             yield RawItem(f"demo/{stem}#{name}", split, file, box=box, group=stem, meta={**meta, "crop": name})
