@@ -17,6 +17,9 @@
 #   BUILD_ARGS       extra builder arguments, e.g. "--difficulty hard --seed 1"
 #   DATA_DIR         built puzzles (manifest.json + <split>.parquet)  [datasets/ssl/SOURCE_TASK]
 #   ALLOW_EVAL_IMAGES=1  also train on the val split's puzzles (the images validated on); off by default
+#   EVAL_BENCHMARK   a benchmark file the model will be evaluated on (e.g. MMBench_DEV_EN.tsv): the run refuses
+#                    training puzzles made from its pictures unless ALLOW_EVAL_IMAGES=1   [none]
+#   EVAL_SPLIT       only this split of EVAL_BENCHMARK (e.g. dev)
 #   EXPERIMENT_NAME  run name                                  [SOURCE_TASK_<model folder name>]
 #   SAVE_DIR         checkpoints; rerunning with the same SAVE_DIR resumes from its latest checkpoint
 #                                                              [checkpoints/EXPERIMENT_NAME]
@@ -135,6 +138,18 @@ main() {
   files="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" data-files "${data_args[@]}")" || exit 1
   TRAIN_FILES="$(sed -n 1p <<< "$files")"
   VAL_FILES="$(sed -n 2p <<< "$files")"
+  # Leakage guard: no picture of the validation split (or of EVAL_BENCHMARK, the benchmark the model will be
+  # judged on) may appear in the training puzzles, unless ALLOW_EVAL_IMAGES=1 says it is intended.
+  if ! hydra_print_only "$@"; then
+    source "$REPO_ROOT/scripts/lib/leakage_check.sh"
+    train_csv="$(hydra_list_to_csv "$TRAIN_FILES")"
+    leakage_guard "$train_csv" "$(hydra_list_to_csv "$VAL_FILES")" \
+      || die "the training puzzles share pictures with the validation puzzles (report above)."
+    if [[ -n "${EVAL_BENCHMARK:-}" ]]; then
+      leakage_guard "$train_csv" "$EVAL_BENCHMARK" ${EVAL_SPLIT:+--split "$EVAL_SPLIT"} \
+        || die "the training puzzles use pictures of EVAL_BENCHMARK=$EVAL_BENCHMARK (report above)."
+    fi
+  fi
   if [[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]]; then
     warn "ALLOW_EVAL_IMAGES=1: training ALSO on the validation split's puzzles, i.e. on the images the model is"
     warn "validated on. Validation scores are then not held-out, and if that split is a benchmark's evaluation"

@@ -24,7 +24,10 @@ def write_dataset(data_dir: Path, task: str = "rotation", source: str = "mmbench
     rows = {"test": 6, "dev": 3} if rows is None else rows
     data_dir.mkdir(parents=True, exist_ok=True)
     for split, n in rows.items():
-        frame = pd.DataFrame({"data_source": [f"ssl_{task}"] * n, "reward_model": [{"ground_truth": "90"}] * n})
+        # Each split its own pictures (content ids), so the launcher's leakage guard passes.
+        extra = [{"content_id": f"{split}-{i}", "partner_content_id": ""} for i in range(n)]
+        frame = pd.DataFrame({"data_source": [f"ssl_{task}"] * n, "prompt": [[{"role": "user", "content": "<image>"}]] * n,
+                              "reward_model": [{"ground_truth": "90"}] * n, "extra_info": extra})
         frame.to_parquet(data_dir / f"{split}.parquet")
     manifest = {"task": task, "source": source, "train_split": "test", "val_split": "dev", "splits": rows,
                 "skips": {"too_small": 2}, "max_prompt_tokens": max_prompt_tokens}
@@ -134,6 +137,19 @@ def test_training_on_eval_images_is_an_explicit_loud_opt_in(setup):
     assert overrides_of(command)["data.train_files"] == f"['{data / 'test.parquet'}','{data / 'dev.parquet'}']"
     assert overrides_of(command)["data.val_files"] == f"['{data / 'dev.parquet'}']"
     assert "WARNING: ALLOW_EVAL_IMAGES=1" in stderr and "transductive" in stderr
+
+
+def test_training_pictures_shared_with_validation_are_refused_unless_allowed(setup):
+    tmp_path, env = setup
+    data = tmp_path / "data"
+    val = pd.read_parquet(data / "dev.parquet")
+    val.at[0, "extra_info"] = {"content_id": "test-2", "partner_content_id": ""}  # a training picture
+    val.to_parquet(data / "dev.parquet")
+    refused = run(["rotation", "mmbench"], {**env, "DRY_RUN": "1"}, gpus=8, tmp_path=tmp_path)
+    assert refused.returncode == 1
+    assert "test-2" in refused.stderr + refused.stdout and "share pictures" in refused.stderr
+    command, stderr = dry_run(["rotation", "mmbench"], {**env, "ALLOW_EVAL_IMAGES": "1"}, tmp_path)
+    assert "data.train_files" in overrides_of(command)
 
 
 def test_no_gpu_is_a_clear_message(setup):

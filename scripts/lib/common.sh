@@ -50,6 +50,14 @@ hydra_override_value() {
 }
 
 # Number of NVIDIA GPUs visible here: asks nvidia-smi, or torch when nvidia-smi is not installed.
+# The paths of a Hydra list value as written by scripts/lib/preflight.py (['/a/x.parquet','/b/y.parquet']),
+# comma-separated for scripts/lib/leakage_check.sh.
+hydra_list_to_csv() {
+  local value="${1#[}"
+  value="${value%]}"
+  printf '%s' "${value//\'/}"
+}
+
 gpu_count() {
   if command -v nvidia-smi > /dev/null 2>&1; then
     nvidia-smi -L 2> /dev/null | grep -c '^GPU ' || true

@@ -17,5 +17,5 @@ leakage_guard() {
   shift 2
   local -a files
   IFS=',' read -r -a files <<< "$train"
-  python -m verl_ext.evaluation.leakage "${files[@]}" --benchmark "$benchmark" --guard "$@"
+  "${PYTHON:-python}" -m verl_ext.evaluation.leakage "${files[@]}" --benchmark "$benchmark" --guard "$@"
 }
