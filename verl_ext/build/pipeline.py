@@ -24,8 +24,8 @@ from verl_ext.sources import RawDeduper, RawItem, SkipCounter, iter_raw, resolve
 from verl_ext.sources.base import SourceSpec
 
 # Items per chunk. Fixed (never derived from --workers) because contrastive pairs form inside a chunk.
-CHUNK_ITEMS = 16
-CHUNK_ITEMS_WITH_PARTNERS = 32
+CHUNK_ITEMS = 8
+CHUNK_ITEMS_WITH_PARTNERS = 24
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
@@ -165,11 +165,14 @@ def _ordered_results(main: Worker, workers: int, chunks: Iterator[list[RawItem]]
         for chunk in chunks:
             yield main.process_chunk(chunk), len(chunk)
         return
-    plan, source_pixels = main.plan, main.source_pixels
+    # Workers come from a forkserver (a clean, thread-free process that has imported the worker module once):
+    # forking this process instead can hang a child on a lock held by one of its threads (pyarrow, torch, ...).
     methods = multiprocessing.get_all_start_methods()
-    # fork starts workers in milliseconds and shares the loaded task registry; spawn is the portable fallback.
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(workers, initializer=init_worker, initargs=(plan, source_pixels)) as pool:
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["verl_ext.build.worker"])
+    initargs = (main.plan, main.source_pixels, main.tasks)
+    with context.Pool(workers, initializer=init_worker, initargs=initargs) as pool:
         window: deque = deque()
         for chunk in chunks:
             window.append((pool.apply_async(run_chunk, (chunk,)), len(chunk)))

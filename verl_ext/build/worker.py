@@ -24,7 +24,7 @@ from verl_ext.images import content_id
 from verl_ext.sources import item_split
 from verl_ext.sources.base import RawItem
 from verl_ext.sources.decode import ImageSkip, decode_item
-from verl_ext.tasks import get_task
+from verl_ext.tasks import Task, get_task
 from verl_ext.tasks.base import PuzzleSkip
 
 # Mean absolute difference (0..255) of 16x16 grey thumbnails under which two pictures count as the same
@@ -73,10 +73,14 @@ class ChunkResult:
 class Worker:
     """Per-process state: the plan, task objects and prompt counter (loaded once per process)."""
 
-    def __init__(self, plan: BuildPlan, source_pixels: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, plan: BuildPlan, source_pixels: dict[str, int] | None = None, tasks: dict[str, Task] | None = None
+    ) -> None:
         self.plan = plan
         self.counter: PromptCounter = make_counter(plan.tokenizer)
-        self.tasks = {t.name: get_task(t.name) for t in plan.tasks}
+        # Task objects travel with the plan: worker processes start fresh (no fork of a threaded parent), so a
+        # task registered at run time (a plugin, a test) must be sent, not looked up.
+        self.tasks = tasks or {t.name: get_task(t.name) for t in plan.tasks}
         # Measured once in the main process and handed to the workers (see _source_pixels).
         self.source_pixels = source_pixels or {t.name: self._source_pixels(t) for t in plan.tasks}
 
@@ -277,7 +281,7 @@ def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
 _WORKER: Worker | None = None
 
 
-def init_worker(plan: BuildPlan, source_pixels: dict[str, int] | None = None) -> None:
+def init_worker(plan: BuildPlan, source_pixels: dict[str, int], tasks: dict[str, Task]) -> None:
     global _WORKER
     # OpenCV (used by some tasks) would start a thread per core in every worker process; one each is enough.
     try:
@@ -286,7 +290,7 @@ def init_worker(plan: BuildPlan, source_pixels: dict[str, int] | None = None) ->
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    _WORKER = Worker(plan, source_pixels)
+    _WORKER = Worker(plan, source_pixels, tasks)
 
 
 def run_chunk(chunk: list[RawItem]) -> ChunkResult:
