@@ -25,6 +25,8 @@ BASE = [
     "pandas>=2.0",
     "pyarrow>=19.0",
     "opencv-python-headless>=4.9",
+    "regex",  # the builders' prompt-token estimate splits text the way Qwen's tokenizer does
+    "tqdm",
 ]
 
 # Shared by both training stacks (verl 0.9.1's own requirements, pinned to the tested versions).
@@ -70,7 +72,8 @@ CPU = [
     "numpy==2.3.5",
 ]
 
-TEST = ["pytest==9.2.0", "hypothesis==6.170.15"]
+# The tests also read photographs bundled with scikit-image and matplotlib, and write xlsx prediction files.
+TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "scikit-image==0.26.0", "matplotlib==3.11.2", "openpyxl==3.1.5"]
 
 setup(
     name="verl-ext-ssl-puzzles",
