@@ -171,7 +171,7 @@ def _ordered_results(main: Worker, workers: int, chunks: Iterator[list[RawItem]]
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(["verl_ext.build.worker"])
-    initargs = (main.plan, main.source_pixels, main.tasks)
+    initargs = (main.plan, main.source_hints, main.tasks)
     with context.Pool(workers, initializer=init_worker, initargs=initargs) as pool:
         window: deque = deque()
         for chunk in chunks:

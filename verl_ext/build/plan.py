@@ -6,6 +6,7 @@ machine gives the same rows.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -205,6 +206,13 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
 
 def probe_image(width: int = 640, height: int = 480, seed: int = 0) -> Image.Image:
     """A textured synthetic picture (smooth colour ramps plus noise) for sizing a task's output."""
+    # Made once per process (the noise costs more than a small build's worth of puzzles); a copy, so a task
+    # that changed its input could not change the next probe.
+    return _probe_image(width, height, seed).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_image(width: int, height: int, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)

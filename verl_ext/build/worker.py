@@ -25,11 +25,20 @@ from verl_ext.sources import item_split
 from verl_ext.sources.base import RawItem
 from verl_ext.sources.decode import ImageSkip, decode_item
 from verl_ext.tasks import Task, get_task
-from verl_ext.tasks.base import PuzzleSkip
+from verl_ext.tasks.base import Puzzle, PuzzleSkip
 
 # Mean absolute difference (0..255) of 16x16 grey thumbnails under which two pictures count as the same
 # picture (a resized or re-encoded copy) and may not be a contrastive negative.
 NEAR_DUPLICATE = 4.0
+
+
+@dataclass(frozen=True)
+class SourceHint:
+    """How far a task's source picture may be shrunk before the puzzle is made (a speed hint, see Worker)."""
+
+    max_pixels: int
+    # True when the task's output images grow with the source, so an exact resize to max_pixels pays off.
+    exact: bool
 
 
 @dataclass
@@ -74,39 +83,47 @@ class Worker:
     """Per-process state: the plan, task objects and prompt counter (loaded once per process)."""
 
     def __init__(
-        self, plan: BuildPlan, source_pixels: dict[str, int] | None = None, tasks: dict[str, Task] | None = None
+        self, plan: BuildPlan, source_hints: dict[str, SourceHint] | None = None, tasks: dict[str, Task] | None = None
     ) -> None:
         self.plan = plan
         self.counter: PromptCounter = make_counter(plan.tokenizer)
         # Task objects travel with the plan: worker processes start fresh (no fork of a threaded parent), so a
         # task registered at run time (a plugin, a test) must be sent, not looked up.
         self.tasks = tasks or {t.name: get_task(t.name) for t in plan.tasks}
-        # Measured once in the main process and handed to the workers (see _source_pixels).
-        self.source_pixels = source_pixels or {t.name: self._source_pixels(t) for t in plan.tasks}
+        # Measured once in the main process and handed to the workers (see _source_hint).
+        self.source_hints = source_hints or {t.name: self._source_hint(t) for t in plan.tasks}
 
-    def _source_pixels(self, plan: TaskPlan) -> int:
+    def _source_hint(self, plan: TaskPlan) -> SourceHint:
         """Largest source worth keeping for a task: the budget's pixels over how much of the source it shows.
 
         Measured once on a probe picture (pixels shown per source pixel, prompt length). Only a speed hint, the
         same in every process: bigger pictures are reduced once before the puzzle is made instead of every
         output image being shrunk afterwards; the budget fit after making stays the guarantee.
         """
+        no_hint = SourceHint(self.plan.limits.max_pixels, exact=False)
         image = probe_image()
-        extra: dict[str, Any] = {"positive": False} if plan.passes_positive and plan.needs_partner else {}
         try:
-            puzzle = self.tasks[plan.name].make(
-                image, np.random.default_rng(0), partner=probe_image(seed=1), **plan.knobs, **extra
-            )
+            puzzle = self._probe(plan, image)
+            # Made again from a picture of half the sides: a task whose output keeps its size (contrastive views
+            # are resized to a fixed side from a box of the source) gains nothing from an exact pre-resize.
+            half = self._probe(plan, image.resize((image.width // 2, image.height // 2), Image.Resampling.BOX))
         except Exception:  # noqa: BLE001 - no hint then; the task's real errors surface on real pictures
-            return self.plan.limits.max_pixels
+            return no_hint
         shown = sum(im.width * im.height for im in puzzle.images)
+        scales = shown != sum(im.width * im.height for im in half.images)
         area_factor = max(shown / (image.width * image.height), 1e-3)
         tokens = self.plan.max_prompt_tokens - self.counter.text_tokens(puzzle.prompt, len(puzzle.images))
         if tokens < 4 * len(puzzle.images):
-            return self.plan.limits.max_pixels  # hopeless anyway: let the budget fit name the reason
+            return no_hint  # hopeless anyway: let the budget fit name the reason
         factor = self.counter.grids[-1].factor
         # 0.9 leaves room for the rounding of every side to a multiple of 28.
-        return max(int(tokens * factor * factor * 0.9 / area_factor), 32 * 32)
+        return SourceHint(max(int(tokens * factor * factor * 0.9 / area_factor), 32 * 32), exact=scales)
+
+    def _probe(self, plan: TaskPlan, image: Image.Image) -> Puzzle:
+        extra: dict[str, Any] = {"positive": False} if plan.passes_positive and plan.needs_partner else {}
+        return self.tasks[plan.name].make(
+            image, np.random.default_rng(0), partner=probe_image(seed=1), **plan.knobs, **extra
+        )
 
     # ---- items -> units
 
@@ -132,7 +149,7 @@ class Worker:
             for k in range(self.plan.puzzles_per_image):
                 task = self.plan.task_for(item.source_id, k)
                 if task.name not in prepared:
-                    prepared[task.name] = _reduce(image, self.source_pixels[task.name])
+                    prepared[task.name] = _reduce(image, self.source_hints[task.name])
                 unit = Unit(item, prepared[task.name], cid, split, k, task)
                 if task.needs_partner:
                     unit.thumb = _thumb(image)
@@ -250,17 +267,27 @@ def _can_pair(a: Unit, b: Unit) -> bool:
 
 
 def _thumb(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("L").resize((16, 16), Image.Resampling.BOX), dtype=np.float32)
+    """16x16 grey thumbnail for the near-duplicate test.
+
+    Shrunk by whole-block averaging before the grey conversion (``reducing_gap``: Pillow first reduces by an
+    integer factor), which costs a fraction of converting the full-resolution picture; averaging commutes with
+    the linear luma weights, so this differs from "grey first" only by rounding, far below NEAREST_DUPLICATE.
+    """
+    small = image.resize((16, 16), Image.Resampling.BOX, reducing_gap=1.0)
+    return np.asarray(small.convert("L"), dtype=np.float32)
 
 
-def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
-    """Shrink a picture above ``max_pixels`` to at most that size (never enlarges).
+def _reduce(image: Image.Image, hint: SourceHint) -> Image.Image:
+    """Shrink a picture above ``hint.max_pixels`` towards that size (never enlarges).
 
     An integer box reduction (``Image.reduce``, several times faster than a filtered resize) is used whenever
     it keeps at least 1/1.15 of the target side, so large pictures are shrunk cheaply for a small loss of
-    resolution; what is left (a ratio under 2.3) is area-averaged (box filter: a third cheaper than bilinear,
-    and as good for shrinking by less than 2.3).
+    resolution. What is left (a ratio under 2.3) is area-averaged (box filter: a third cheaper than bilinear,
+    and as good for shrinking by less than 2.3) only for tasks whose output grows with the source
+    (``hint.exact``): there it makes the budget fit a no-op instead of a resize of every output image; for the
+    others (fixed-size views) it would be a full-picture resize that saves nothing.
     """
+    max_pixels = hint.max_pixels
     pixels = image.width * image.height
     if pixels <= max_pixels:
         return image
@@ -272,6 +299,8 @@ def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
         if pixels <= max_pixels:
             return image
         ratio = math.sqrt(pixels / max_pixels)
+    if not hint.exact:
+        return image
     size = (max(1, math.floor(image.width / ratio)), max(1, math.floor(image.height / ratio)))
     return image.resize(size, Image.Resampling.BOX)
 
@@ -281,7 +310,7 @@ def _reduce(image: Image.Image, max_pixels: int) -> Image.Image:
 _WORKER: Worker | None = None
 
 
-def init_worker(plan: BuildPlan, source_pixels: dict[str, int], tasks: dict[str, Task]) -> None:
+def init_worker(plan: BuildPlan, source_hints: dict[str, SourceHint], tasks: dict[str, Task]) -> None:
     global _WORKER
     # OpenCV (used by some tasks) would start a thread per core in every worker process; one each is enough.
     try:
@@ -290,7 +319,7 @@ def init_worker(plan: BuildPlan, source_pixels: dict[str, int], tasks: dict[str,
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    _WORKER = Worker(plan, source_pixels, tasks)
+    _WORKER = Worker(plan, source_hints, tasks)
 
 
 def run_chunk(chunk: list[RawItem]) -> ChunkResult:
