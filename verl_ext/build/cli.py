@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
         "--image-format",
         choices=("jpeg", "png"),
         default="jpeg",
-        help="encoding of puzzle images (JPEG q95 4:4:4; PNG is lossless but ~30x slower)",
+        help="encoding of puzzle images (JPEG q95 4:2:0; PNG is lossless but ~30x slower)",
     )
     p.add_argument("--strict", action="store_true", help="stop on an error inside a task instead of counting it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

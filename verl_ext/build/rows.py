@@ -1,8 +1,8 @@
 """A puzzle becomes one verl row: the parquet schema, image encoding and ``extra_info``.
 
-Image format: JPEG at quality 95 without chroma subsampling by default, for every task. PNG (lossless) is
+Image format: JPEG at quality 95 with Pillow's default 4:2:0 chroma subsampling, for every task. PNG (lossless) is
 available with ``--image-format png`` but costs about 30x the encoding time and 3x the bytes on photographs;
-the q95 4:4:4 artefacts lie far below what a 28-pixel patch encoder resolves, and no answer depends on exact
+the q95 artefacts lie far below what a 28-pixel patch encoder resolves, and no answer depends on exact
 pixel values (angles, tile orders, cells and same/different survive re-encoding).
 """
 
