@@ -124,9 +124,9 @@ def write_mmbench_parquet(root: Path, n_dev: int = 4, n_test: int = 6) -> dict:
     return facts
 
 
-def write_mmbench_tsv(path: Path, n: int = 5) -> dict:
+def write_mmbench_tsv(path: Path, n: int = 5, seed: int = 1, split: str = "dev") -> dict:
     """OpenCompass MMBench_DEV_EN.tsv: circular copies and a repeated picture refer to other rows by index."""
-    images = photo_variants(n, seed=1)
+    images = photo_variants(n, seed=seed)
     rows = []
     for i, image in enumerate(images):
         rows.append(
@@ -141,7 +141,7 @@ def write_mmbench_tsv(path: Path, n: int = 5) -> dict:
                 "answer": "A",
                 "category": "c",
                 "l2-category": "l2",
-                "split": "dev",
+                "split": split,
                 "image": b64(jpeg_bytes(image)),
             }
         )

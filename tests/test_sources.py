@@ -66,6 +66,25 @@ def test_mmbench_tsv_resolves_index_references(tmp_path: Path) -> None:
     assert skips["missing image"] == facts["missing"]
 
 
+def test_mmbench_tsv_per_split_folder_reads_both_splits_validation_first(tmp_path: Path) -> None:
+    folder = tmp_path / "LMUData"
+    folder.mkdir()
+    write_mmbench_tsv(folder / "MMBench_TEST_EN.tsv", seed=2, split="test")
+    write_mmbench_tsv(folder / "MMBench_DEV_EN.tsv", seed=1, split="dev")
+    assert detect_source(folder) == "mmbench"
+    images, _, _ = collect(None, folder)
+    splits = [i.split for i in images]
+    assert Counter(splits) == {"dev": 5, "test": 5}
+    assert splits == sorted(splits)  # dev (the validation split) first, so a shared picture stays out of training
+
+
+def test_several_unrelated_tsvs_are_a_clear_error(tmp_path: Path) -> None:
+    write_mmbench_tsv(tmp_path / "a.tsv")
+    write_mmbench_tsv(tmp_path / "b.tsv", seed=2)
+    with pytest.raises(ValueError, match="not one benchmark's splits"):
+        collect("mmbench", tmp_path)
+
+
 def test_blink_parquet_reads_every_used_image_slot(tmp_path: Path) -> None:
     facts = write_blink_parquet(tmp_path / "BLINK")
     assert detect_source(tmp_path / "BLINK") == "blink"

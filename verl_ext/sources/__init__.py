@@ -31,7 +31,7 @@ from verl_ext.sources.demo import iter_demo
 from verl_ext.sources.folder import has_images, iter_folder
 from verl_ext.sources.parquet import image_columns, iter_parquet, parquet_files
 from verl_ext.sources.split import carve_split
-from verl_ext.sources.tsv import iter_tsv
+from verl_ext.sources.tsv import iter_tsv, split_from_tsv_name
 
 _SINGLE = "one split, carved into train/val by content"
 SOURCES: dict[str, SourceSpec] = {
@@ -104,8 +104,9 @@ def detect_source(path: Path) -> str:
         return _detect_parquet(parquet_files(path)[0])
     if path.is_dir():
         tsvs = sorted(path.glob("*.tsv"))
-        if len(tsvs) == 1 and not has_images(path):
-            return detect_source(tsvs[0])
+        named = {detect_source(tsv) for tsv in tsvs}
+        if tsvs and len(named) == 1 and not has_images(path):
+            return named.pop()  # one TSV, or one benchmark's TSV per split
         if has_images(path):
             return "folder"
         raise ValueError(f"{path}: found no images, no .parquet and no single .tsv file to read")
@@ -159,8 +160,29 @@ def reader_for(spec: SourceSpec, path: Path | None) -> Reader:
     if len(tsvs) == 1 and not has_images(path):
         return lambda _path, *args, **kwargs: iter_tsv(tsvs[0], *args, **kwargs)
     if len(tsvs) > 1 and not has_images(path):
-        raise ValueError(f"{path} holds several TSV files; point --input at one of them: {[t.name for t in tsvs]}")
+        return _split_tsvs_reader(path, spec, tsvs)
     return iter_folder
+
+
+def _split_tsvs_reader(path: Path, spec: SourceSpec, tsvs: list[Path]) -> Reader:
+    """One benchmark saved as one TSV per split (``MMBench_DEV_EN.tsv`` + ``MMBench_TEST_EN.tsv``): read them all.
+
+    Each file must name a different split. The validation split's file is read first, so a picture found in both
+    stays in validation only (first sighting wins the dedupe) and the training split never holds it.
+    """
+    splits = [split_from_tsv_name(tsv) for tsv in tsvs]
+    if None in splits or len(set(splits)) < len(tsvs):
+        raise ValueError(
+            f"{path} holds several TSV files that are not one benchmark's splits (each name must carry a different"
+            f" DEV/TEST/VAL/TRAIN word); point --input at one of them: {[tsv.name for tsv in tsvs]}"
+        )
+    ordered = sorted(tsvs, key=lambda tsv: spec.split_names.get(split_from_tsv_name(tsv), "") != spec.val_split)
+
+    def read(_path: Path, *args, **kwargs) -> Iterator[RawItem]:
+        for tsv in ordered:
+            yield from iter_tsv(tsv, *args, **kwargs)
+
+    return read
 
 
 def iter_raw(
