@@ -76,21 +76,26 @@ def cpu_run(format_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     assert build.returncode == 0, build.stdout + build.stderr
     checkpoints = work / "checkpoints"
     log = work / "train.log"
-    command = [
-        sys.executable, "-m", "verl.trainer.main_ppo",
-        f"--config-dir={REPO / 'configs'}", "--config-name=grpo_cpu_tiny",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'val.parquet'}",
-        f"actor_rollout_ref.model.path={format_tiny_model_dir}",
-        f"trainer.default_local_dir={checkpoints}",
-        f"trainer.validation_data_dir={work / 'validation'}",
-        f"trainer.rollout_data_dir={work / 'rollouts'}",
-    ]
     returncode = _in_cpu_env(
-        command, cwd=work, log=log, timeout_s=RUN_TIMEOUT_S,
+        _train_command(work, format_tiny_model_dir), cwd=work, log=log, timeout_s=RUN_TIMEOUT_S,
         extra_env={"VERL_FILE_LOGGER_PATH": str(work / "metrics.jsonl")},
     )
     return CpuRun(work=work, data=data, checkpoints=checkpoints, log=log, returncode=returncode)
+
+
+def _train_command(work: Path, model_dir: Path, *overrides: str) -> list[str]:
+    """The verl GRPO command of the CPU run in ``work`` (puzzles in work/data, checkpoints in work/checkpoints)."""
+    return [
+        sys.executable, "-m", "verl.trainer.main_ppo",
+        f"--config-dir={REPO / 'configs'}", "--config-name=grpo_cpu_tiny",
+        f"data.train_files={work / 'data' / 'train.parquet'}",
+        f"data.val_files={work / 'data' / 'val.parquet'}",
+        f"actor_rollout_ref.model.path={model_dir}",
+        f"trainer.default_local_dir={work / 'checkpoints'}",
+        f"trainer.validation_data_dir={work / 'validation'}",
+        f"trainer.rollout_data_dir={work / 'rollouts'}",
+        *overrides,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +126,13 @@ def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, fl
         assert values["response_length/mean"] > 0
     # The warmed-up model answers in format often enough that some response earns a reward.
     assert max(values["critic/score/max"] for values in metrics.values()) > 0
+
+
+def test_training_metrics_are_split_per_task(metrics: dict[int, dict[str, float]]) -> None:
+    # verl_ext.reward_manager.TaskMetricsReplayBuffer, enabled by the configs.
+    for step, values in metrics.items():
+        for key in ("score", "acc", "format", "partial", "flat_groups"):
+            assert 0.0 <= values[f"train/ssl_{TASK}/{key}"] <= 1.0, f"step {step} lacks train/ssl_{TASK}/{key}"
 
 
 def test_validation_reports_our_reward_keys_per_task(metrics: dict[int, dict[str, float]]) -> None:
@@ -228,3 +240,22 @@ def test_merged_model_reloads_and_answers_a_puzzle(
     assert output.shape[1] > inputs["input_ids"].shape[1]
     answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert isinstance(answer, str)
+
+
+def test_a_stopped_run_resumes_from_its_latest_checkpoint(
+    finished: CpuRun, merged_dir: Path, format_tiny_model_dir: Path
+) -> None:
+    """The same command with a longer schedule continues from global_step_2 instead of starting over.
+
+    Runs after the merge tests (which read global_step_2), since it writes global_step_3 next to it.
+    """
+    metrics_file = finished.work / "metrics_resumed.jsonl"
+    log = finished.work / "train_resumed.log"
+    command = _train_command(finished.work, format_tiny_model_dir,
+                             f"trainer.total_training_steps={STEPS + 1}", "trainer.val_before_train=False")
+    returncode = _in_cpu_env(command, cwd=finished.work, log=log, timeout_s=RUN_TIMEOUT_S,
+                             extra_env={"VERL_FILE_LOGGER_PATH": str(metrics_file)})
+    assert returncode == 0, log.read_text(errors="replace")[-4000:]
+    steps = [json.loads(line)["step"] for line in metrics_file.read_text().splitlines()]
+    assert steps == [STEPS + 1], f"expected only step {STEPS + 1} after resuming, got {steps}"
+    assert (finished.checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS + 1)
