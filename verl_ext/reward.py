@@ -135,6 +135,17 @@ def task_and_params(extra_info: Mapping[str, Any] | None) -> tuple[Task, Mapping
     return task, params
 
 
+def finite_number(value: Any) -> float | None:
+    """A reward value (or one of its extras) as a finite float; None for anything else (text, NaN, inf, None)."""
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def combine(answer: AnswerScore, format_ok: bool, answered: bool, config: RewardConfig) -> dict[str, float]:
     """The result dict (keys :data:`RESULT_KEYS`) of a scored answer under ``config``."""
     acc = 1.0 if answer.acc >= 1.0 else 0.0
@@ -212,4 +223,4 @@ def compute_score(
     return combine(answer, parsed.format_ok, parsed.answer is not None, config)
 
 
-__all__ = ["RESULT_KEYS", "RewardConfig", "combine", "compute_score", "reward_config", "task_and_params"]
+__all__ = ["RESULT_KEYS", "RewardConfig", "combine", "compute_score", "finite_number", "reward_config", "task_and_params"]

@@ -31,11 +31,12 @@ verl; pass them through ``+trainer.v1.sampler.sampler_kwargs.<name>=<value>`` (n
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+
+from verl_ext.reward import finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +70,6 @@ def _final_positions(keys: list[str]) -> list[int]:
     return sorted(pos for _, pos in best.values())
 
 
-def _numeric(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def task_metrics(
     keys: list[str], data_sources: Iterable[Any], reward_infos: Iterable[Any], prefix: str = METRIC_PREFIX
 ) -> dict[str, float]:
@@ -97,11 +88,11 @@ def task_metrics(
         if not isinstance(info, Mapping):
             continue
         for name, value in info.items():
-            number = _numeric(value)
+            number = finite_number(value)
             if number is not None:
                 sums[source][name] += number
                 counts[source][name] += 1
-        score = _numeric(info.get("score"))
+        score = finite_number(info.get("score"))
         if score is not None:
             group_scores[source][key.split("_", 1)[0]].add(score)
 

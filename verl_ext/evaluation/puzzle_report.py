@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from verl_ext.evaluation.eval_reward import ROW_KEY
 from verl_ext.evaluation.puzzle_eval import prepare_rows_from_files, read_rows, squeeze
+from verl_ext.reward import finite_number
 
 # Reward keys averaged per group, in table order; a key the dump lacks is reported as missing (None).
 RATE_KEYS = ("acc", "partial", "format", "answered", "score")
@@ -117,16 +118,6 @@ def load_generations(path: str | Path, step: int | None = None) -> tuple[list[di
     return lines, step
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 class RowMatcher:
     """Finds the row of a dumped response: by ``eval_row`` when present, else by the prompt text."""
 
@@ -139,7 +130,7 @@ class RowMatcher:
         self._texts = sorted(by_text.items(), key=lambda kv: -len(kv[0]))  # longest (most specific) first
 
     def row_of(self, generation: Mapping[str, Any]) -> int | None:
-        number = _number(generation.get(ROW_KEY))
+        number = finite_number(generation.get(ROW_KEY))
         if number is not None and number >= 0:
             index = int(number)
             if index < len(self.rows):
@@ -197,7 +188,7 @@ def build_report(
                 by_text = True
             # Without a row only the task is known; other grouping fields stay unknown.
             key = tuple(task if g == "task" else UNKNOWN for g in group_by)
-        values = {k: v for k in RATE_KEYS if (v := _number(gen.get(k))) is not None}
+        values = {k: v for k in RATE_KEYS if (v := finite_number(gen.get(k))) is not None}
         reward_keys.update(values)
         output = str(gen.get("output", ""))
         sample = Sample(
