@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from verl_ext.images import to_rgb
+from verl_ext.images import is_flat, to_rgb
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
 # Smallest photo side we make a view of, and smallest side of the view itself (room for several rings).
@@ -335,8 +335,7 @@ def _textured(rgb: np.ndarray, xy: Sequence[float], radius: int) -> bool:
     window = rgb[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1]
     if window.size == 0:
         return False
-    gray = cv2.cvtColor(np.ascontiguousarray(window), cv2.COLOR_RGB2GRAY)
-    return float(gray.std()) >= _TEXTURE_STD
+    return not is_flat(cv2.cvtColor(np.ascontiguousarray(window), cv2.COLOR_RGB2GRAY), threshold=_TEXTURE_STD)
 
 
 def _on_grid(xy: Sequence[float]) -> tuple[float, float]:
