@@ -29,7 +29,15 @@
 #   RAY_ADDRESS      existing Ray cluster to join (needed when NNODES > 1), e.g. 10.0.0.1:6379 or auto
 #   PYTHON           interpreter                               [python]
 #   RUN_TIMEOUT      stop the run after this long (`timeout` syntax, e.g. 30m)
-#   DRY_RUN=1        run all checks, print the verl command, do not start it
+#   DRY_RUN=1        run all checks, print the settings the launcher chose and the verl command, do not start it
+#   SMOKE=1          a first-contact run: one step, small batch, short responses, eager vLLM, no validation, no
+#                    checkpoint (minutes, not an hour), e.g. SMOKE=1 bash scripts/run_grpo.sh rotation demo
+#
+# Settings chosen from the hardware and the data (each printed with its reason; a key set on the command line
+# is never changed, see verl_ext/launch/settings.py): PyTorch SDPA attention on padded batches when flash-attn
+# is not installed; a vLLM tensor-parallel size that divides the GPUs per node; actor offload on a single GPU;
+# vLLM's max_model_len = prompt + response length. A training split smaller than one batch is refused, and
+# verl's own config validation runs before Ray starts.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -75,7 +83,11 @@ main() {
     TASK_LABEL="$(printf 'mix_%s' "${TASKS//,/-}" | tr -c 'A-Za-z0-9._-' '_')"
   fi
   DATA_DIR="$(abspath "${DATA_DIR:-$REPO_ROOT/datasets/ssl/${SOURCE}_${TASK_LABEL}}")"
-  EXPERIMENT_NAME="${EXPERIMENT_NAME:-${SOURCE}_${TASK_LABEL}_$(basename "$MODEL_PATH")}"
+  SMOKE="${SMOKE:-0}"
+  [[ "$SMOKE" == 0 || "$SMOKE" == 1 ]] || die "SMOKE=$SMOKE: use SMOKE=1 for a one-step smoke run, or leave it unset."
+  smoke_prefix=""
+  [[ "$SMOKE" == 1 ]] && smoke_prefix="smoke_"  # never resumes from, or mixes with, a real run's checkpoints
+  EXPERIMENT_NAME="${EXPERIMENT_NAME:-${smoke_prefix}${SOURCE}_${TASK_LABEL}_$(basename "$MODEL_PATH")}"
   EXPERIMENT_NAME="$(printf '%s' "$EXPERIMENT_NAME" | tr -c 'A-Za-z0-9._-' '_')"
   SAVE_DIR="$(abspath "${SAVE_DIR:-$REPO_ROOT/checkpoints/$EXPERIMENT_NAME}")"
   TENSORBOARD_DIR="$(abspath "${TENSORBOARD_DIR:-$SAVE_DIR/tensorboard}")"
@@ -113,7 +125,7 @@ main() {
   # Data: build once, then reuse. Puzzles are sized for the prompt budget verl will enforce.
   config_overrides=()
   for arg in "$@"; do [[ "$arg" == *=* && "$arg" != -* ]] && config_overrides+=("$arg"); done
-  max_prompt_tokens="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" config-value "$CONFIG_DIR" "$CONFIG" \
+  max_prompt_tokens="$(preflight config-value "$CONFIG_DIR" "$CONFIG" \
     data.max_prompt_length ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
   if [[ ! -f "$DATA_DIR/manifest.json" ]]; then
     if [[ -z "${INPUT:-}" && "$SOURCE" != demo ]]; then
@@ -135,7 +147,7 @@ main() {
   fi
   data_args=("$DATA_DIR" --task "$TASK" --source "$SOURCE" --max-prompt-length "$max_prompt_tokens")
   [[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]] && data_args+=(--allow-eval-images)
-  files="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" data-files "${data_args[@]}")" || exit 1
+  files="$(preflight data-files "${data_args[@]}")" || exit 1
   TRAIN_FILES="$(sed -n 1p <<< "$files")"
   VAL_FILES="$(sed -n 2p <<< "$files")"
   # Leakage guard: no picture of the validation split (or of EVAL_BENCHMARK, the benchmark the model will be
@@ -156,8 +168,19 @@ main() {
     warn "set (MMBench dev), benchmark results are transductive. Use it only to reproduce SSL4RL's setting."
   fi
 
+  # Settings that follow from the hardware and the data (reasons on stderr), then verl's own config validation.
+  cluster=()
+  [[ -n "${N_GPUS_PER_NODE:-}" ]] && cluster+=(--cluster "trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
+  [[ -n "$NNODES" ]] && cluster+=(--cluster "trainer.nnodes=$NNODES")
+  smoke_flag=()
+  [[ "$SMOKE" == 1 ]] && smoke_flag=(--smoke)
+  chosen="$(preflight settings "$CONFIG_DIR" "$CONFIG" --device "$DEVICE" --train-files "$TRAIN_FILES" \
+    ${cluster[@]+"${cluster[@]}"} ${smoke_flag[@]+"${smoke_flag[@]}"} -- \
+    ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} "$@")" || exit 1
+  mapfile -t settings < <(printf '%s' "$chosen" | sed '/^$/d')
+
   # Resuming: verl (trainer.resume_mode=auto) restarts from SAVE_DIR's latest checkpoint by itself.
-  step="$("$PYTHON" "$REPO_ROOT/scripts/lib/preflight.py" latest-step "$SAVE_DIR")"
+  step="$(preflight latest-step "$SAVE_DIR")"
   if [[ -n "$step" ]] && [[ "$(hydra_override_value trainer.resume_mode "$@")" != disable ]]; then
     info "resuming from $SAVE_DIR/global_step_$step (to start over: another SAVE_DIR, or trainer.resume_mode=disable)"
   fi
@@ -173,7 +196,7 @@ main() {
   )
   [[ -n "${N_GPUS_PER_NODE:-}" ]] && overrides+=("trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
   [[ -n "$NNODES" ]] && overrides+=("trainer.nnodes=$NNODES")
-  overrides+=(${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
+  overrides+=(${settings[@]+"${settings[@]}"} ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
 
   cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}" "$@")
   [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")

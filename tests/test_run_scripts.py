@@ -20,8 +20,11 @@ RUN = REPO / "scripts" / "run_grpo.sh"
 
 def write_dataset(data_dir: Path, task: str = "rotation", source: str = "mmbench",
                   rows: dict[str, int] | None = None, max_prompt_tokens: int = 1024) -> Path:
-    """A built-dataset folder as build_benchmarks/build.py leaves it (only the parts the launcher reads)."""
-    rows = {"test": 6, "dev": 3} if rows is None else rows
+    """A built-dataset folder as build_benchmarks/build.py leaves it (only the parts the launcher reads).
+
+    The default training split holds one batch of the GPU recipe (512): the launcher refuses fewer.
+    """
+    rows = {"test": 512, "dev": 3} if rows is None else rows
     data_dir.mkdir(parents=True, exist_ok=True)
     for split, n in rows.items():
         # Each split its own pictures (content ids), so the launcher's leakage guard passes.

@@ -49,8 +49,12 @@ hydra_override_value() {
   done
 }
 
-# Number of NVIDIA GPUs visible here: asks nvidia-smi, or torch when nvidia-smi is not installed.
-# The paths of a Hydra list value as written by scripts/lib/preflight.py (['/a/x.parquet','/b/y.parquet']),
+# The launcher's checks and decisions (verl_ext/launch/preflight.py); exit status 2 with a message on a problem.
+preflight() {
+  "${PYTHON:-python}" -m verl_ext.launch.preflight "$@"
+}
+
+# The paths of a Hydra list value as written by verl_ext/launch/preflight.py (['/a/x.parquet','/b/y.parquet']),
 # comma-separated for scripts/lib/leakage_check.sh.
 hydra_list_to_csv() {
   local value="${1#[}"
@@ -58,6 +62,7 @@ hydra_list_to_csv() {
   printf '%s' "${value//\'/}"
 }
 
+# Number of NVIDIA GPUs visible here: asks nvidia-smi, or torch when nvidia-smi is not installed.
 gpu_count() {
   if command -v nvidia-smi > /dev/null 2>&1; then
     nvidia-smi -L 2> /dev/null | grep -c '^GPU ' || true

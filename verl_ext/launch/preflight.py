@@ -1,6 +1,7 @@
 """Checks scripts/run_grpo.sh runs before it starts verl, so that a bad setup ends with a message, not a trace.
 
-Subcommands (each prints its result on stdout and any problem on stderr, exit status 2 on a problem):
+Run as ``python -m verl_ext.launch.preflight SUBCOMMAND ...``. Subcommands (each prints its result on stdout and
+any problem on stderr, exit status 2 on a problem):
 
 * ``data-files DATA_DIR --task T --source S [--allow-eval-images] [--max-prompt-length N]``: reads the
   builder's ``manifest.json``, checks the train and val parquet files exist and hold rows and that the puzzles
@@ -9,6 +10,11 @@ Subcommands (each prints its result on stdout and any problem on stderr, exit st
 * ``config-value CONFIG_DIR CONFIG_NAME KEY [OVERRIDE ...]``: composes the config exactly as verl will and
   prints one value (used for the prompt-token budget the builder must respect).
 * ``latest-step SAVE_DIR``: prints the step verl would resume from, or nothing.
+* ``settings CONFIG_DIR CONFIG_NAME --device D --train-files LIST [--cluster KEY=N ...] [--smoke] -- OVERRIDE ...``:
+  composes the config with the launcher's cluster shape and the user's overrides, applies the rules of
+  :mod:`verl_ext.launch.settings` (attention without flash-attn, batch size against the data, tensor parallel,
+  one-GPU memory, vLLM context length), runs verl's own config validation, and prints the overrides the
+  launcher adds, one per line; the reason for each goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,9 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-
-class PreflightError(Exception):
-    """A problem the user can fix; its message is shown as is."""
+from verl_ext.launch.errors import PreflightError
 
 
 def hydra_list(paths: list[Path]) -> str:
@@ -113,11 +117,11 @@ def verl_config_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "trainer" / "config"
 
 
-def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:
-    """One key of the composed config, composed as ``main_ppo --config-dir=CONFIG_DIR`` composes it."""
-    from hydra import compose, initialize_config_dir
+def compose(config_dir: Path, config_name: str, overrides: list[str]):
+    """The config exactly as ``main_ppo --config-dir=CONFIG_DIR --config-name=CONFIG_NAME OVERRIDES`` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     if not (config_dir / f"{config_name}.yaml").is_file():
@@ -125,10 +129,66 @@ def config_value(config_dir: Path, config_name: str, key: str, overrides: list[s
     searchpath = f"hydra.searchpath=[file://{verl_config_dir()}]"
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-            config = compose(config_name, overrides=[searchpath, *overrides])
+            return hydra_compose(config_name, overrides=[searchpath, *overrides])
     except (HydraException, OmegaConfBaseException) as error:
         raise PreflightError(f"config {config_name} does not compose with overrides {overrides}: {error}")
-    return str(OmegaConf.select(config, key))
+
+
+def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:
+    """One key of the composed config."""
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.select(compose(config_dir, config_name, overrides), key))
+
+
+def parse_hydra_list(value: str) -> list[Path]:
+    """The paths of a value written by :func:`hydra_list`."""
+    inner = value.strip().removeprefix("[").removesuffix("]")
+    return [Path(part.strip().strip("'")) for part in inner.split(",") if part.strip()]
+
+
+def launch_settings(
+    config_dir: Path,
+    config_name: str,
+    user_overrides: list[str],
+    *,
+    device: str,
+    train_files: list[Path],
+    cluster: list[str],
+    smoke: bool,
+) -> list[str]:
+    """The overrides the launcher adds between its own (``cluster``: GPUs per node, nodes) and the user's.
+
+    First the smoke settings (when asked), then the decisions of :mod:`verl_ext.launch.settings`. Keys the user
+    set are never changed. Raises PreflightError when a rule or verl's own validation refuses the configuration.
+    """
+    import importlib.util
+
+    from verl_ext.cpu import import_hooks
+    from verl_ext.launch import settings
+
+    import_hooks.install()  # verl's config classes import torchvision, which needs the fix on CPU-only machines
+    user_overrides = [o for o in user_overrides if settings.override_key(o)]  # not Hydra flags such as --cfg
+    explicit = settings.user_keys(user_overrides)
+    fixed = [*cluster, *([f"data.train_files={hydra_list(train_files)}"] if train_files else [])]
+    added: list[str] = []
+    if smoke:
+        world = settings.world_size(compose(config_dir, config_name, [*fixed, *user_overrides]))
+        added = [o for o in settings.smoke_overrides(world) if settings.override_key(o) not in explicit]
+        print("smoke run: one step, small batch, short responses, no validation, no checkpoint", file=sys.stderr)
+    config = compose(config_dir, config_name, [*fixed, *added, *user_overrides])
+    decisions = settings.decide(
+        config,
+        explicit,
+        device=device,
+        flash_attn_installed=importlib.util.find_spec("flash_attn") is not None,
+        train_rows=sum(parquet_rows(path) for path in train_files) if train_files else None,
+    )
+    for decision in decisions:
+        added += decision.overrides
+        print(f"setting {' '.join(decision.overrides)}: {decision.reason}", file=sys.stderr)
+    settings.validate_with_verl(compose(config_dir, config_name, [*fixed, *added, *user_overrides]))
+    return added
 
 
 def latest_step(save_dir: Path) -> int | None:
@@ -159,6 +219,18 @@ def main(argv: list[str] | None = None) -> int:
     value.add_argument("overrides", nargs="*")
     latest = commands.add_parser("latest-step")
     latest.add_argument("save_dir", type=Path)
+    decide = commands.add_parser("settings")
+    decide.add_argument("config_dir", type=Path)
+    decide.add_argument("config_name")
+    decide.add_argument("--device", choices=("gpu", "cpu"), required=True)
+    decide.add_argument("--train-files", default="", help="Hydra list of the training parquet files")
+    decide.add_argument("--smoke", action="store_true")
+    decide.add_argument("--cluster", action="append", default=[], help="the launcher's trainer.* overrides")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is the user's Hydra overrides, flags such as --cfg included (argparse's subparsers
+    # would try to read those).
+    passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     args = parser.parse_args(argv)
 
     try:
@@ -173,6 +245,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: {described}", file=sys.stderr)
         elif args.command == "config-value":
             print(config_value(args.config_dir.resolve(), args.config_name, args.key, args.overrides))
+        elif args.command == "settings":
+            added = launch_settings(
+                args.config_dir.resolve(),
+                args.config_name,
+                passthrough,
+                device=args.device,
+                train_files=parse_hydra_list(args.train_files),
+                cluster=args.cluster,
+                smoke=args.smoke,
+            )
+            print("\n".join(added))
         else:
             step = latest_step(args.save_dir)
             if step is not None:

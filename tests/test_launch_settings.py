@@ -1,0 +1,237 @@
+"""What the launcher decides for a first GPU run, and what it refuses, before Ray starts.
+
+Each point is checked through scripts/run_grpo.sh with DRY_RUN=1 and RAY_ADDRESS set (so no local GPU is
+needed, as on a cluster's head node), and the rules themselves against configs composed like verl composes
+them and verl's own config validation.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_configs import compose
+from test_run_scripts import dry_run, overrides_of, run, setup, write_dataset  # noqa: F401 - setup is a fixture
+
+from verl_ext.launch import settings
+from verl_ext.launch.errors import PreflightError
+
+CLUSTER = {"RAY_ADDRESS": "10.0.0.1:6379"}
+
+
+def cluster(env: dict[str, str], gpus: int, nodes: int = 1, **extra: str) -> dict[str, str]:
+    return {**env, **CLUSTER, "N_GPUS_PER_NODE": str(gpus), "NNODES": str(nodes), **extra}
+
+
+def fake_flash_attn(tmp_path) -> str:
+    """A folder holding an importable ``flash_attn`` package, as if flash-attn were installed."""
+    package = tmp_path / "site" / "flash_attn"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    return str(tmp_path / "site")
+
+
+# ---- 1. attention without flash-attn
+
+
+def test_without_flash_attn_both_attention_settings_change_together(setup):
+    tmp_path, env = setup
+    command, stderr = dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+    values = overrides_of(command)
+    assert values["actor_rollout_ref.model.use_remove_padding"] == "false"
+    assert values["++actor_rollout_ref.model.override_config.attn_implementation"] == "sdpa"
+    assert "flash-attn is not installed" in stderr and "pip install flash-attn==2.8.3" in stderr
+
+
+def test_with_flash_attn_the_recipe_keeps_packed_flash_attention(setup):
+    tmp_path, env = setup
+    env = cluster(env, 8, PYTHONPATH=fake_flash_attn(tmp_path) + ":" + env.get("PYTHONPATH", ""))
+    command, stderr = dry_run(["rotation", "mmbench"], env, tmp_path, gpus=0)
+    values = overrides_of(command)
+    assert "actor_rollout_ref.model.use_remove_padding" not in values
+    assert not any("attn_implementation" in key for key in values)
+    assert "flash-attn is not installed" not in stderr
+
+
+@pytest.mark.parametrize("override", ["actor_rollout_ref.model.use_remove_padding=true",
+                                      "++actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2"])
+def test_asking_for_flash_attention_without_flash_attn_is_refused_with_the_install_command(setup, override):
+    tmp_path, env = setup
+    result = run(["rotation", "mmbench", override], {**cluster(env, 8), "DRY_RUN": "1"}, gpus=0, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "flash-attn is not installed" in result.stderr and "pip install flash-attn==2.8.3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sdpa_settings_pass_verls_validation_and_reach_the_composed_config(setup):
+    tmp_path, env = setup
+    command, _ = dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+    added = [arg for arg in command if "attn_implementation" in arg or "use_remove_padding" in arg]
+    config = compose("grpo_qwen2_5_vl", added)
+    assert config.actor_rollout_ref.model.use_remove_padding is False
+    assert config.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
+
+
+# ---- 2. a training set smaller than one batch
+
+
+def test_fewer_training_puzzles_than_one_batch_are_refused_with_a_batch_verl_accepts(setup):
+    tmp_path, env = setup
+    write_dataset(tmp_path / "data", rows={"test": 40, "dev": 3})
+    result = run(["rotation", "mmbench"], {**cluster(env, 8), "DRY_RUN": "1"}, gpus=0, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "the training split has 40 puzzles but data.train_batch_size is 512" in result.stderr
+    fix = "data.train_batch_size=40 actor_rollout_ref.actor.ppo_mini_batch_size=40"
+    assert fix in result.stderr
+    dry_run(["rotation", "mmbench", *fix.split()], cluster(env, 8), tmp_path, gpus=0)  # the advice works
+
+
+def test_validation_puzzles_added_to_training_count_towards_the_batch(setup):
+    tmp_path, env = setup
+    write_dataset(tmp_path / "data", rows={"test": 500, "dev": 20})
+    assert run(["rotation", "mmbench"], {**cluster(env, 8), "DRY_RUN": "1"}, gpus=0, tmp_path=tmp_path).returncode == 1
+    dry_run(["rotation", "mmbench"], cluster(env, 8, ALLOW_EVAL_IMAGES="1"), tmp_path, gpus=0)
+
+
+def test_the_cpu_demo_data_fits_the_cpu_batch(setup):
+    tmp_path, env = setup
+    write_dataset(tmp_path / "data", rows={"test": 40, "dev": 10})
+    dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
+
+
+def test_a_layout_verl_rejects_is_refused_before_ray_starts(setup):
+    tmp_path, env = setup
+    result = run(["rotation", "mmbench"], {**cluster(env, 7, 3), "DRY_RUN": "1"}, gpus=0, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "verl rejects this configuration" in result.stderr and "divisible" in result.stderr
+
+
+# ---- 3. tensor parallel that fits the GPUs
+
+
+def test_7b_on_one_gpu_runs_one_replica_per_gpu(setup):
+    tmp_path, env = setup
+    command, stderr = dry_run(["rotation", "mmbench"], cluster(env, 1, CONFIG="grpo_qwen2_5_vl_7b"), tmp_path, gpus=0)
+    assert overrides_of(command)["actor_rollout_ref.rollout.tensor_model_parallel_size"] == "1"
+    assert "spreads each vLLM replica over 2 GPUs, but a node has 1" in stderr
+
+
+def test_7b_on_eight_gpus_keeps_its_tensor_parallel_size(setup):
+    tmp_path, env = setup
+    command, _ = dry_run(["rotation", "mmbench"], cluster(env, 8, CONFIG="grpo_qwen2_5_vl_7b"), tmp_path, gpus=0)
+    assert "actor_rollout_ref.rollout.tensor_model_parallel_size" not in overrides_of(command)
+
+
+def test_a_tensor_parallel_size_the_user_set_that_cannot_fit_is_refused(setup):
+    tmp_path, env = setup
+    args = ["rotation", "mmbench", "actor_rollout_ref.rollout.tensor_model_parallel_size=4"]
+    result = run(args, {**cluster(env, 2), "DRY_RUN": "1"}, gpus=0, tmp_path=tmp_path)
+    assert result.returncode == 1 and "does not divide the 2 GPU(s) per node" in result.stderr
+
+
+@pytest.mark.parametrize("gpus,tp,expected", [(1, 2, 1), (3, 2, 1), (6, 4, 3), (8, 2, 2), (4, 8, 4)])
+def test_tensor_parallel_rule(gpus, tp, expected):
+    config = compose("grpo_qwen2_5_vl", [f"trainer.n_gpus_per_node={gpus}",
+                                         f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp}"])
+    decisions = settings.tensor_parallel(config, explicit=set())
+    chosen = int(decisions[0].overrides[0].split("=")[1]) if decisions else tp
+    assert chosen == expected
+
+
+# ---- 4. one GPU: memory
+
+
+def test_one_gpu_offloads_the_actor(setup):
+    tmp_path, env = setup
+    command, stderr = dry_run(["rotation", "mmbench"], cluster(env, 1), tmp_path, gpus=0)
+    values = overrides_of(command)
+    assert values["actor_rollout_ref.actor.fsdp_config.param_offload"] == "true"
+    assert values["actor_rollout_ref.actor.fsdp_config.optimizer_offload"] == "true"
+    assert "one GPU" in stderr
+
+
+def test_several_gpus_keep_the_actor_on_the_gpus(setup):
+    tmp_path, env = setup
+    command, _ = dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+    assert not any("offload" in key for key in overrides_of(command))
+
+
+def test_an_offload_setting_the_user_chose_is_kept(setup):
+    tmp_path, env = setup
+    args = ["rotation", "mmbench", "actor_rollout_ref.actor.fsdp_config.optimizer_offload=false"]
+    command, _ = dry_run(args, cluster(env, 1), tmp_path, gpus=0)
+    assert command.count("actor_rollout_ref.actor.fsdp_config.optimizer_offload=false") == 1
+    assert "actor_rollout_ref.actor.fsdp_config.optimizer_offload=true" not in command
+
+
+# ---- 5. vLLM's context length
+
+
+def test_max_model_len_is_prompt_plus_response_and_follows_overrides(setup):
+    assert compose("grpo_qwen2_5_vl").actor_rollout_ref.rollout.max_model_len == 1024 + 2048
+    assert compose("grpo_cpu_tiny").actor_rollout_ref.rollout.max_model_len == 1024 + 64
+    tmp_path, env = setup
+    command, _ = dry_run(["rotation", "mmbench", "data.max_response_length=4096"], cluster(env, 8), tmp_path, gpus=0)
+    assert overrides_of(command)["actor_rollout_ref.rollout.max_model_len"] == str(1024 + 4096)
+
+
+# ---- 6, 7, 9. recipe length, checkpoints kept, kernel settings
+
+
+@pytest.mark.parametrize("name", ["grpo_qwen2_5_vl", "grpo_qwen2_5_vl_7b"])
+def test_the_recipe_has_an_explicit_length_and_keeps_a_bounded_number_of_checkpoints(name):
+    config = compose(name)
+    assert config.trainer.total_training_steps == 300
+    assert config.trainer.max_actor_ckpt_to_keep == 2
+
+
+def test_kernel_settings_follow_verls_vlm_example_or_say_why_not():
+    config = compose("grpo_qwen2_5_vl")
+    assert config.actor_rollout_ref.model.use_fused_kernels is True  # as verl's example and CI
+    assert config.actor_rollout_ref.rollout.enable_chunked_prefill is True  # kept; the reason is in the config
+    text = (compose.__globals__["CONFIG_DIR"] / "grpo_qwen2_5_vl.yaml").read_text()
+    line = next(line for line in text.splitlines() if "enable_chunked_prefill" in line)
+    assert "verl's VLM example turns it off" in line
+    assert compose("grpo_cpu_tiny").actor_rollout_ref.model.use_fused_kernels is False
+
+
+# ---- 8. the smoke run
+
+
+def test_smoke_run_is_one_short_step_without_validation_or_checkpoint(setup):
+    tmp_path, env = setup
+    env = {k: v for k, v in env.items() if k != "SAVE_DIR"}
+    command, stderr = dry_run(["rotation", "mmbench"], cluster(env, 8, SMOKE="1"), tmp_path, gpus=0)
+    values = overrides_of(command)
+    assert values["trainer.total_training_steps"] == "1"
+    assert (values["trainer.save_freq"], values["trainer.test_freq"]) == ("-1", "-1")
+    assert values["trainer.val_before_train"] == "false"
+    assert values["actor_rollout_ref.rollout.enforce_eager"] == "true"
+    assert values["data.max_response_length"] == "128"
+    assert values["actor_rollout_ref.rollout.max_model_len"] == str(1024 + 128)
+    assert values["trainer.default_local_dir"].endswith("checkpoints/smoke_mmbench_rotation_model")
+    assert "smoke run" in stderr
+
+
+@pytest.mark.parametrize("gpus,nodes", [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4)])
+@pytest.mark.parametrize("name", ["grpo_qwen2_5_vl", "grpo_qwen2_5_vl_7b"])
+def test_smoke_settings_pass_verls_validation_for_every_layout(name, gpus, nodes):
+    shape = [f"trainer.n_gpus_per_node={gpus}", f"trainer.nnodes={nodes}"]
+    config = compose(name, [*shape, *settings.smoke_overrides(gpus * nodes), "data.train_files=[t.parquet]"])
+    settings.validate_with_verl(config)
+
+
+def test_smoke_settings_the_user_overrides_win(setup):
+    tmp_path, env = setup
+    command, _ = dry_run(["rotation", "mmbench", "trainer.total_training_steps=2"], cluster(env, 8, SMOKE="1"),
+                         tmp_path, gpus=0)
+    assert overrides_of(command)["trainer.total_training_steps"] == "2"
+    assert "trainer.total_training_steps=1" not in command
+
+
+def test_rules_never_change_a_key_the_user_set():
+    config = compose("grpo_qwen2_5_vl_7b", ["trainer.n_gpus_per_node=1"])
+    explicit = {settings.MAX_MODEL_LEN_KEY, *settings.ACTOR_OFFLOAD_KEYS}
+    decided = settings.decide(config, explicit, device="gpu", flash_attn_installed=True, train_rows=None)
+    keys = {settings.override_key(o) for d in decided for o in d.overrides}
+    assert keys == {settings.TP_KEY}
+    with pytest.raises(PreflightError, match="does not divide"):
+        settings.decide(config, {settings.TP_KEY}, device="gpu", flash_attn_installed=True, train_rows=None)
