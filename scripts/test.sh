@@ -6,6 +6,7 @@
 # Environment:
 #   VENV           virtual environment to create or reuse          [.venv in the repository]
 #   TEST_TIMEOUT   wall-clock limit for the pytest run, `timeout` syntax  [60m]
+#   SKIP_LINT=1    skip the style gate (scripts/lint.sh), e.g. while iterating on one test
 #   (see scripts/lib/install.sh for PYTHON, TORCH_CPU_INDEX, FORCE_INSTALL)
 set -euo pipefail
 
@@ -17,6 +18,11 @@ source "$REPO/scripts/lib/install.sh"
 install_cpu_stack "$VENV"
 # As if activated: scripts the tests run call plain `python`.
 export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
+
+# The style gate first: lint or format drift fails the run before any test (SKIP_LINT=1 skips it locally).
+if [[ "${SKIP_LINT:-0}" != 1 ]]; then
+  VENV="$VENV" bash "$REPO/scripts/lint.sh"
+fi
 
 # The CPU environment for every test process: the torchvision fix, the verl CPU platform, and HF offline flags
 # (so no test can reach the hub).

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-from verl_ext.answers import LabelIndex, ParsedResponse, label_index, parse_response, score_label_index
+from verl_ext.answers import ParsedResponse, parse_response
 from verl_ext.tasks import get_task
-from verl_ext.tasks.base import AnswerScore, Task
+from verl_ext.tasks.base import AnswerScore, PuzzleParams, Task
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +100,11 @@ def reward_config(kwargs: Mapping[str, Any]) -> RewardConfig:
 @lru_cache(maxsize=16_384)
 def _params_from_json(text: str) -> Mapping[str, Any]:
     try:
-        params = json.loads(text)
+        params = PuzzleParams(text)
     except ValueError as error:
         raise ValueError(f"extra_info['params'] is not valid JSON: {error}") from None
-    if not isinstance(params, dict):
-        raise ValueError(f"extra_info['params'] must hold a JSON object, got {type(params).__name__}")
+    except TypeError as error:  # valid JSON, but not an object
+        raise ValueError(f"extra_info['params'] {error}") from None
     return params
 
 
@@ -167,23 +167,11 @@ def combine(answer: AnswerScore, format_ok: bool, answered: bool, config: Reward
 _warned: set[tuple[str, str]] = set()
 
 
-@lru_cache(maxsize=1_024)
-def _puzzle_label_index(task_name: str, params_json: str) -> LabelIndex:
-    """The label index of one puzzle. GRPO scores every puzzle n times in a row (one per rollout), and some
-    tasks' ``labels()`` build hundreds of spellings, so it is built once per puzzle."""
-    return label_index(get_task(task_name).labels(_params_from_json(params_json)))
-
-
-def _score_answer(
-    task: Task, parsed: ParsedResponse, ground_truth: str, params: Mapping[str, Any], params_json: str | None
-) -> AnswerScore:
+def _score_answer(task: Task, parsed: ParsedResponse, ground_truth: str, params: Mapping[str, Any]) -> AnswerScore:
     """``task.score`` of the extracted answer; a task error on model output is logged once and scores 0."""
     if parsed.answer is None:
         return AnswerScore(acc=0.0, partial=0.0)
     try:
-        if params_json is not None and task.answer_kind == "label" and type(task).score is Task.score:
-            # What Task.score does for label tasks, with the puzzle's label index cached.
-            return score_label_index(parsed.answer, ground_truth, _puzzle_label_index(task.name, params_json))
         return task.score(parsed.answer, ground_truth, params)
     except Exception as error:  # noqa: BLE001 - the reward must never take training down on model output
         key = (task.name, type(error).__name__)
@@ -217,9 +205,7 @@ def compute_score(
     if ground_truth is None:
         raise ValueError("the puzzle reward needs reward_model.ground_truth; got None")
     parsed = parse_response(solution_str, require_think=config.require_think)
-    raw_params = extra_info.get("params")  # type: ignore[union-attr]  # task_and_params checked it
-    params_json = raw_params if isinstance(raw_params, str) and raw_params else None
-    answer = _score_answer(task, parsed, str(ground_truth), params, params_json)
+    answer = _score_answer(task, parsed, str(ground_truth), params)
     return combine(answer, parsed.format_ok, parsed.answer is not None, config)
 
 

@@ -21,7 +21,7 @@ _install_pip() {
 
 # Fingerprint of what gets installed: when it matches the one stored in the venv, the install is skipped.
 _install_fingerprint() {
-  cat "$_install_repo/requirements/cpu.txt" "$_install_repo/setup.py" | sha256sum | cut -d' ' -f1
+  cat "$_install_repo/requirements/cpu.txt" "$_install_repo/pyproject.toml" "$_install_repo/setup.py" | sha256sum | cut -d' ' -f1
 }
 
 _install_pick_python() {

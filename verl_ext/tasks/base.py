@@ -8,8 +8,11 @@ through this module, so adding a task means writing one module and adding it to 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image
@@ -53,11 +56,51 @@ class AnswerScore:
     partial: float
 
 
+class PuzzleParams(dict):
+    """A puzzle's params as read from its row, with the row's JSON text kept: a ready cache key for scoring.
+
+    Treat it as read-only (it is shared between every rollout of the puzzle).
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, text: str) -> None:
+        value = json.loads(text)  # ValueError for text that is not JSON
+        if not isinstance(value, dict):
+            raise TypeError(f"puzzle params must be a JSON object, got {type(value).__name__}")
+        super().__init__(value)
+        self.json = text
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """A string that identifies a puzzle's params (their JSON text)."""
+    if isinstance(params, PuzzleParams):
+        return params.json
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class PairRole:
+    """One of the two puzzles a pair of pictures ``(a, b)`` gives a task with ``needs_partner``.
+
+    The puzzle is ``make(pictures[picture], partner=<the other picture> if with_partner else None, **knobs)``;
+    ``name`` labels it in the build's summary (e.g. ``positive``/``negative``).
+    """
+
+    picture: Literal[0, 1]
+    with_partner: bool
+    knobs: Mapping[str, Any]
+    name: str
+
+
 class Task:
     """Base class of a puzzle task. Subclasses set the class attributes and implement :meth:`make`.
 
     ``presets`` maps a difficulty name (``easy``, ``medium``, ``hard``) to keyword arguments of :meth:`make`;
     ``default_difficulty`` is used when the caller names none.
+
+    Tasks that compare pictures set ``needs_partner`` and say in :meth:`pair_roles` how a pair of two different
+    pictures becomes two puzzles; builders pair pictures of one split and otherwise know nothing of the task.
     """
 
     name: ClassVar[str]
@@ -81,14 +124,26 @@ class Task:
         """For label tasks: every canonical answer of this puzzle mapped to the extra spellings accepted for it."""
         raise NotImplementedError
 
+    def pair_roles(self, coin: float) -> tuple[PairRole, PairRole]:
+        """For ``needs_partner`` tasks: the two puzzles of a pair of pictures, in the order they are made.
+
+        ``coin`` is uniform in [0, 1) and fixed by the pair's ids, for tasks that assign roles at random. By
+        default each picture makes one puzzle with the other as its partner.
+        """
+        return PairRole(0, True, {}, "first"), PairRole(1, True, {}, "second")
+
     def score(self, answer: str, ground_truth: str, params: Mapping[str, Any]) -> AnswerScore:
-        """Score the text found inside the answer tag against the ground truth."""
+        """Score the text found inside the answer tag against the ground truth: the one way a puzzle is scored.
+
+        Label tasks build a lookup of every accepted spelling from :meth:`labels`, once per puzzle: GRPO scores
+        each puzzle once per rollout, and some tasks spell out hundreds of labels.
+        """
         # Imported here: the parsing module is the reward's, and tasks must import without it.
         from verl_ext import answers
 
         if self.answer_kind == "permutation":
             return answers.score_permutation(answer, ground_truth, n=int(params["num_tiles"]))
-        return answers.score_label(answer, ground_truth, self.labels(params))
+        return answers.score_label_index(answer, ground_truth, _label_index(self, params_key(params)))
 
     def knobs_for(self, difficulty: str | None = None, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for :meth:`make`: the preset of ``difficulty`` updated by explicit overrides."""
@@ -96,3 +151,11 @@ class Task:
         if level not in self.presets:
             raise ValueError(f"task {self.name!r} has no difficulty {level!r}; choose one of {sorted(self.presets)}")
         return {**self.presets[level], **{k: v for k, v in overrides.items() if v is not None}}
+
+
+@lru_cache(maxsize=1_024)
+def _label_index(task: Task, key: str) -> Mapping[str, object]:
+    """The spelling lookup of one puzzle of ``task`` (``key``: its :func:`params_key`)."""
+    from verl_ext import answers
+
+    return answers.label_index(task.labels(json.loads(key)))
