@@ -25,6 +25,7 @@ from verl_ext.build.cli import benchmark_main, main
 from verl_ext.build.preview import main as preview_main
 from verl_ext.sources import iter_images
 from verl_ext.tasks import TASKS, Puzzle, PuzzleSkip, Task
+from verl_ext.tasks.base import positive_negative_pair
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,6 +51,9 @@ class ToyPair(Task):
     needs_partner = True
     presets = {"easy": {}, "medium": {}, "hard": {}}
 
+    def pair_roles(self, coin: float):
+        return positive_negative_pair(coin)
+
     def make(self, image, rng, partner=None, *, positive: bool | None = None) -> Puzzle:
         other = image if positive else partner
         assert other is not None
@@ -61,10 +65,32 @@ class ToyPair(Task):
         )
 
 
+class ToyBoth(Task):
+    """A partner task with the default pair roles: each picture makes one puzzle showing itself and the other."""
+
+    name = "toy_both"
+    needs_partner = True
+    presets = {"easy": {}, "medium": {}, "hard": {}}
+
+    def make(self, image, rng, partner=None) -> Puzzle:
+        assert partner is not None
+        return Puzzle([image.resize((64, 64)), partner.resize((64, 64))], "<image> <image> Which?", "A", {})
+
+
 @pytest.fixture(autouse=True)
 def toy_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(TASKS, "toy_turn", ToyTurn())
     monkeypatch.setitem(TASKS, "toy_pair", ToyPair())
+    monkeypatch.setitem(TASKS, "toy_both", ToyBoth())
+
+
+def test_a_paired_task_says_how_a_pair_becomes_puzzles_and_the_builder_follows(tmp_path: Path) -> None:
+    manifest = build(config(tmp_path, task="toy_both"))
+    for split, count in manifest["splits"].items():
+        rows = read(tmp_path / "out" / f"{split}.parquet")
+        assert len(rows) == count and count % 2 == 0
+        assert all(row["extra_info"]["partner_content_id"] for row in rows)  # every puzzle got its partner
+        assert manifest["pair_roles"][split] == {"first": count // 2, "second": count // 2}
 
 
 def config(tmp_path: Path, **kwargs) -> BuildConfig:
@@ -247,7 +273,7 @@ def test_pairs_are_balanced_and_never_show_one_picture_twice(tmp_path: Path, tas
         rows = read(tmp_path / "out" / f"{split}.parquet")
         positives = [r for r in rows if not r["extra_info"]["partner_content_id"]]
         assert len(positives) * 2 == len(rows) == rows_in_split
-        assert manifest["contrastive_balance"][split] == {"positive": len(positives), "negative": len(positives)}
+        assert manifest["pair_roles"][split] == {"positive": len(positives), "negative": len(positives)}
         for row in rows:
             info = row["extra_info"]
             assert json.loads(info["params"])["positive"] == (not info["partner_content_id"])

@@ -79,7 +79,7 @@ class _BuildState:
         self.carved = False
         self.tokens: dict[str, list[int]] = {}
         self.by_task: dict[str, Counter] = {}
-        self.balance: dict[str, Counter] = {}
+        self.pair_roles: dict[str, Counter] = {}  # puzzles of paired tasks per split, by pair role
         self._worker: Worker | None = None
 
     def take(self, result: ChunkResult, writer: SplitWriter) -> None:
@@ -98,7 +98,7 @@ class _BuildState:
 
     def finish(self, writer: SplitWriter) -> None:
         if self.waiting:
-            self.skips.skip("no contrastive partner left (odd one out)", len(self.waiting))
+            self.skips.skip("no partner picture left (odd one out)", len(self.waiting))
             self.waiting = []
 
     def worker(self) -> Worker:
@@ -119,16 +119,14 @@ class _BuildState:
                     self.skips.skip("partner of a duplicate image", len(outcome.keys) - len(repeated))
                 return
             self.seen.update(outcome.keys)
-        for row in outcome.rows:
+        for row, role in zip(outcome.rows, outcome.roles or [None] * len(outcome.rows)):
             info = row["extra_info"]
             split = info["split"]
             self.carved |= info["source_split"] == ""
             self.tokens.setdefault(split, []).append(info["prompt_tokens"])
             self.by_task.setdefault(split, Counter())[info["task"]] += 1
-            if any(t.needs_partner and t.name == info["task"] for t in self.plan.tasks):
-                self.balance.setdefault(split, Counter())[
-                    "negative" if info["partner_content_id"] else "positive"
-                ] += 1
+            if role is not None:
+                self.pair_roles.setdefault(split, Counter())[role] += 1
             writer.add(row)
 
 
@@ -245,7 +243,7 @@ def _manifest(
         },
         "prompt_tokens_exact": plan.tokenizer is not None,
         "rows_by_task": {split: dict(sorted(c.items())) for split, c in sorted(state.by_task.items())},
-        "contrastive_balance": {split: dict(sorted(c.items())) for split, c in sorted(state.balance.items())},
+        "pair_roles": {split: dict(sorted(c.items())) for split, c in sorted(state.pair_roles.items())},
         "image_format": config.image_format,
         "puzzles_per_image": config.puzzles_per_image,
         "workers": config.workers,

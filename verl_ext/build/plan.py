@@ -51,14 +51,13 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class TaskPlan:
-    """One task of a build: its knobs, whether it takes ``positive``, and the source size worth keeping."""
+    """One task of a build: its name, difficulty, knobs, mix weight, and whether it pairs pictures."""
 
     name: str
     difficulty: str
     knobs: dict[str, Any]
     weight: float
     needs_partner: bool
-    passes_positive: bool
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,6 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
         task = get_task(name)
         knobs = task.knobs_for(config.difficulty, **overrides[name])
         check_knobs(task, knobs)
-        passes_positive = "positive" in inspect.signature(task.make).parameters
         plans.append(
             TaskPlan(
                 name=name,
@@ -187,7 +185,6 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
                 knobs=knobs,
                 weight=weight,
                 needs_partner=task.needs_partner,
-                passes_positive=passes_positive,
             )
         )
     return BuildPlan(

@@ -1,9 +1,9 @@
 """The work done for each chunk of source items, in a worker process (or inline with one worker).
 
-For every item: decode, content id, split, then puzzles. Tasks that need a partner picture (contrastive) are
-made in pairs of units from the same split: one positive from one picture, one negative from the other with
-the first as its partner, so every pair adds exactly one positive and one negative to its split. Units that
-find no partner in their chunk go back to the main process, which pairs them across chunks.
+For every item: decode, content id, split, then puzzles. Tasks that need a partner picture are made in pairs of
+units from the same split showing different pictures; the task's ``pair_roles`` says which two puzzles a pair
+gives (for contrastive: one positive, one negative). Units that find no partner in their chunk go back to the
+main process, which pairs them across chunks.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class Outcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     keys: list[tuple[str, int]] = field(default_factory=list)
     skip: str | None = None
+    roles: list[str] = field(default_factory=list)  # pair role of each row (paired tasks only)
 
 
 @dataclass
@@ -120,10 +121,11 @@ class Worker:
         return SourceHint(max(int(tokens * factor * factor * 0.9 / area_factor), 32 * 32), exact=scales)
 
     def _probe(self, plan: TaskPlan, image: Image.Image) -> Puzzle:
-        extra: dict[str, Any] = {"positive": False} if plan.passes_positive and plan.needs_partner else {}
-        return self.tasks[plan.name].make(
-            image, np.random.default_rng(0), partner=probe_image(seed=1), **plan.knobs, **extra
-        )
+        task = self.tasks[plan.name]
+        # A paired task is sized by a puzzle that shows both pictures (the larger kind).
+        roles = [r for r in task.pair_roles(0.0) if r.with_partner] if plan.needs_partner else []
+        extra = dict(roles[0].knobs) if roles else {}
+        return task.make(image, np.random.default_rng(0), partner=probe_image(seed=1), **plan.knobs, **extra)
 
     # ---- items -> units
 
@@ -229,25 +231,24 @@ class Worker:
         return outcomes, waiting
 
     def pair(self, a: Unit, b: Unit, errors: list[str]) -> tuple[Outcome | None, list[tuple[Unit, str]]]:
-        """One positive and one negative from two units; or the units that failed, with reasons."""
+        """The two puzzles the task's ``pair_roles`` makes of two units; or the unit that failed, with its reason."""
         task = a.task
-        if task.passes_positive:
-            # Which picture gives the positive is a coin flip fixed by the pair's ids.
-            coin = self.plan.rng(task.name, "pair", 0, a.item.source_id, a.k, b.item.source_id, b.k).random()
-            first, second = (a, b) if coin < 0.5 else (b, a)
-            jobs = [(first, None, {"positive": True}), (second, first, {"positive": False})]
-        else:
-            first, second = a, b
-            jobs = [(a, b, {}), (b, a, {})]
+        # The coin of tasks that assign roles at random is fixed by the pair's ids.
+        coin = self.plan.rng(task.name, "pair", 0, a.item.source_id, a.k, b.item.source_id, b.k).random()
+        units = (a, b)
+        roles = self.tasks[task.name].pair_roles(coin)
         rows = []
-        for unit, partner, knobs in jobs:
+        for role in roles:
+            unit = units[role.picture]
+            partner = units[1 - role.picture] if role.with_partner else None
             try:
-                rows.append(self.row(unit, partner, knobs))
+                rows.append(self.row(unit, partner, dict(role.knobs)))
             except PuzzleSkip as skip:
                 return None, [(unit, str(skip))]
             except Exception as error:  # noqa: BLE001 - see single()
                 return None, [(unit, self._task_error(unit, error, errors))]
-        return Outcome(rows=rows, keys=[first.key, second.key]), []
+        keys = [units[role.picture].key for role in roles]
+        return Outcome(rows=rows, keys=keys, roles=[role.name for role in roles]), []
 
     def _task_error(self, unit: Unit, error: Exception, errors: list[str]) -> str:
         if self.plan.strict:

@@ -159,3 +159,15 @@ def _label_index(task: Task, key: str) -> Mapping[str, object]:
     from verl_ext import answers
 
     return answers.label_index(task.labels(json.loads(key)))
+
+
+def positive_negative_pair(coin: float) -> tuple[PairRole, PairRole]:
+    """Roles for "same picture or not?" tasks: one picture makes a positive (``positive=True``, no partner), the
+    other a negative with the first as its partner (``positive=False``), so every pair adds one of each. ``coin``
+    decides which picture gives the positive. The positive is made first."""
+    first: Literal[0, 1] = 0 if coin < 0.5 else 1
+    second: Literal[0, 1] = 1 - first  # type: ignore[assignment]
+    return (
+        PairRole(first, with_partner=False, knobs={"positive": True}, name="positive"),
+        PairRole(second, with_partner=True, knobs={"positive": False}, name="negative"),
+    )

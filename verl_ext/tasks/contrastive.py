@@ -24,7 +24,7 @@ from verl_ext.images import (
     small_gray,
     to_rgb,
 )
-from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
+from verl_ext.tasks.base import FORMAT_INSTRUCTION, PairRole, Puzzle, PuzzleSkip, Task, positive_negative_pair
 
 MIN_SIDE = 56
 
@@ -124,6 +124,10 @@ class ContrastiveTask(Task):
         "strong": _STRONG,
     }
     default_difficulty = "medium"
+
+    def pair_roles(self, coin: float) -> tuple[PairRole, PairRole]:
+        """A pair of pictures gives one positive and one negative: splits are exactly half and half."""
+        return positive_negative_pair(coin)
 
     def make(
         self,
