@@ -11,7 +11,7 @@ Run with --help for every option.
 
 import sys
 
-from verl_ext.build.cli import main
+from verl_ext.builder.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,7 @@ Defaults: --input datasets/MMBench, --output datasets/ssl/mmbench_position.
 
 import sys
 
-from verl_ext.build.cli import benchmark_main
+from verl_ext.builder.cli import benchmark_main
 
 if __name__ == "__main__":
     sys.exit(benchmark_main("position"))

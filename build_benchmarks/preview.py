@@ -2,7 +2,7 @@
 
 import sys
 
-from verl_ext.build.preview import main
+from verl_ext.builder.preview import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from verl_ext.build import BuildConfig, build
+from verl_ext.builder import BuildConfig, build
 from verl_ext.sources.demo import DEMO_DIR, bundled_photos
 
 # Sizes seen in MMBench-like benchmarks, from small thumbnails to camera photos.

@@ -19,10 +19,10 @@ import pytest
 from fixtures_benchmarks import write_mmbench_parquet, write_mmbench_tsv
 from PIL import Image
 
-from verl_ext.build import EXTRA_INFO_KEYS, BuildConfig, build
-from verl_ext.build.budget import PromptCounter, VisionGrid, fit_to_budget, image_tokens
-from verl_ext.build.cli import benchmark_main, main
-from verl_ext.build.preview import main as preview_main
+from verl_ext.builder import EXTRA_INFO_KEYS, BuildConfig, build
+from verl_ext.builder.budget import PromptCounter, VisionGrid, fit_to_budget, image_tokens
+from verl_ext.builder.cli import benchmark_main, main
+from verl_ext.builder.preview import main as preview_main
 from verl_ext.sources import iter_images
 from verl_ext.tasks import TASKS, Puzzle, PuzzleSkip, Task
 from verl_ext.tasks.base import positive_negative_pair
@@ -170,14 +170,14 @@ def test_killed_build_leaves_no_parquet_and_rerun_completes(tmp_path: Path) -> N
     script = textwrap.dedent(
         f"""
         import os, signal
-        from verl_ext.build import writer
+        from verl_ext.builder import writer
         original = writer.SplitWriter._flush
         def flush_then_die(self, split):
             original(self, split)
             os.kill(os.getpid(), signal.SIGKILL)
         writer.SplitWriter._flush = flush_then_die
         writer._ROWS_PER_GROUP = 2
-        from verl_ext.build import BuildConfig, build
+        from verl_ext.builder import BuildConfig, build
         build(BuildConfig(task="rotation", source="demo", output={str(out)!r}, workers=1, progress=False))
         """
     )
@@ -192,7 +192,7 @@ def test_killed_build_leaves_no_parquet_and_rerun_completes(tmp_path: Path) -> N
 def test_failing_build_keeps_the_previous_complete_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     build(config(tmp_path, limit=2))
     before = (tmp_path / "out" / "train.parquet").read_bytes()
-    from verl_ext.build import writer
+    from verl_ext.builder import writer
 
     def explode(self, row):
         raise KeyboardInterrupt

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from verl_ext.build import BuildConfig, build
+from verl_ext.builder import BuildConfig, build
 
 TASKS = ["rotation", "jigsaw", "position", "contrastive"]
 

@@ -74,7 +74,7 @@ def test_reward_is_our_compute_score_and_verl_can_load_it(base):
 def test_training_metrics_per_task_come_from_our_replay_buffer(base):
     from verl.utils.import_utils import load_extern_type
 
-    from verl_ext.reward_manager import TaskMetricsReplayBuffer
+    from verl_ext.task_metrics import TaskMetricsReplayBuffer
 
     sampler = base.trainer.v1.sampler.custom_sampler
     assert base.trainer.v1.trainer_mode == "sync"  # the buffer class below is the one for the sync trainer

@@ -29,7 +29,7 @@ from verl_ext.tasks import TASKS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REWARD_FILE = REPO / "verl_ext" / "reward.py"
-SAMPLER_FILE = REPO / "verl_ext" / "reward_manager.py"
+SAMPLER_FILE = REPO / "verl_ext" / "task_metrics.py"
 
 
 def compose(overrides: list[str]):
@@ -64,8 +64,8 @@ def config():
 def parquet_rows(tmp_path_factory) -> list[dict[str, Any]]:
     """Rows of every registered task, written by the project's builder (a mix over the bundled demo photos)
     and read back from parquet the way verl's dataset reads them."""
-    from verl_ext.build import build
-    from verl_ext.build.plan import BuildConfig
+    from verl_ext.builder import build
+    from verl_ext.builder.plan import BuildConfig
 
     output = tmp_path_factory.mktemp("rows")
     mix = ",".join(f"{name}:1" for name in sorted(TASKS))

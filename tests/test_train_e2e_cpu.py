@@ -129,7 +129,7 @@ def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, fl
 
 
 def test_training_metrics_are_split_per_task(metrics: dict[int, dict[str, float]]) -> None:
-    # verl_ext.reward_manager.TaskMetricsReplayBuffer, enabled by the configs.
+    # verl_ext.task_metrics.TaskMetricsReplayBuffer, enabled by the configs.
     for step, values in metrics.items():
         for key in ("score", "acc", "format", "partial", "flat_groups"):
             assert 0.0 <= values[f"train/ssl_{TASK}/{key}"] <= 1.0, f"step {step} lacks train/ssl_{TASK}/{key}"

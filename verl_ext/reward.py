@@ -117,7 +117,7 @@ def task_and_params(extra_info: Mapping[str, Any] | None) -> tuple[Task, Mapping
     # type() first: the ABC isinstance check costs microseconds and verl always passes a dict.
     if not (type(extra_info) is dict or isinstance(extra_info, Mapping)) or "task" not in extra_info:
         raise ValueError(
-            "the puzzle reward needs extra_info['task'] (rows written by verl_ext.build have it); "
+            "the puzzle reward needs extra_info['task'] (rows written by verl_ext.builder have it); "
             f"got extra_info={extra_info!r:.200}"
         )
     task = get_task(extra_info["task"])

@@ -3,7 +3,7 @@
 verl's TensorBoard logger writes every metric with ``add_scalar(name, value, step)``. The plots use these names:
 
 * reward: ``critic/score/mean`` (band ``critic/score/min``…``max``) and per task ``train/<data_source>/score``
-  (the per-task keys come from :class:`verl_ext.reward_manager.TaskMetricsReplayBuffer`)
+  (the per-task keys come from :class:`verl_ext.task_metrics.TaskMetricsReplayBuffer`)
 * accuracy / partial credit / format rate / flat groups per task:
   ``train/<data_source>/{acc,partial,format,flat_groups}``
 * response length: ``response_length/mean`` (band min…max) and ``response_length/clip_ratio``

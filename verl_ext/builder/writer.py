@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from verl_ext.build.rows import SCHEMA
+from verl_ext.builder.rows import SCHEMA
 
 MANIFEST = "manifest.json"
 _TMP_MARK = ".tmp-"

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from verl_ext import __version__
-from verl_ext.build.plan import BuildConfig, BuildPlan, make_plan
-from verl_ext.build.worker import ChunkResult, Outcome, Worker, init_worker, run_chunk
-from verl_ext.build.writer import MANIFEST, SplitWriter, remove_stale_temporaries, split_file, write_json_atomic
+from verl_ext.builder.plan import BuildConfig, BuildPlan, make_plan
+from verl_ext.builder.worker import ChunkResult, Outcome, Worker, init_worker, run_chunk
+from verl_ext.builder.writer import MANIFEST, SplitWriter, remove_stale_temporaries, split_file, write_json_atomic
 from verl_ext.sources import RawDeduper, RawItem, SkipCounter, iter_raw, resolve_input
 from verl_ext.sources.base import SourceSpec
 
@@ -168,7 +168,7 @@ def _ordered_results(main: Worker, workers: int, chunks: Iterator[list[RawItem]]
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["verl_ext.build.worker"])
+        context.set_forkserver_preload(["verl_ext.builder.worker"])
     initargs = (main.plan, main.source_hints, main.tasks)
     with context.Pool(workers, initializer=init_worker, initargs=initargs) as pool:
         window: deque = deque()

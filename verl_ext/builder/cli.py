@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from verl_ext.build.plan import DEFAULT_MAX_PROMPT_TOKENS, DIFFICULTIES, BuildConfig
+from verl_ext.builder.plan import DEFAULT_MAX_PROMPT_TOKENS, DIFFICULTIES, BuildConfig
 from verl_ext.sources import ALIASES, SOURCES
 
 
@@ -104,7 +104,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 def run(config: BuildConfig) -> int:
     """Build, turning configuration and input errors into one readable line and exit status 2."""
-    from verl_ext.build.pipeline import build
+    from verl_ext.builder.pipeline import build
 
     try:
         build(config)

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from verl_ext.build.budget import PromptCounter, fit_to_budget, make_counter
-from verl_ext.build.plan import BuildPlan, TaskPlan, probe_image
-from verl_ext.build.rows import make_row
+from verl_ext.builder.budget import PromptCounter, fit_to_budget, make_counter
+from verl_ext.builder.plan import BuildPlan, TaskPlan, probe_image
+from verl_ext.builder.rows import make_row
 from verl_ext.images import content_id
 from verl_ext.sources import item_split
 from verl_ext.sources.base import RawItem

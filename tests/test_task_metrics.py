@@ -14,7 +14,7 @@ from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable  # noqa: 
 
 ensure_torchvision_importable()
 
-from verl_ext.reward_manager import TaskMetricsReplayBuffer, task_metrics  # noqa: E402
+from verl_ext.task_metrics import TaskMetricsReplayBuffer, task_metrics  # noqa: E402
 
 
 def info(score: float, acc: float, fmt: float = 1.0) -> dict:
