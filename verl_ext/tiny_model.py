@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verl_ext.qwen_vision import FACTOR, MERGE_SIZE, MIN_PIXELS, PATCH_SIZE, PRETOKENIZE_PATTERN, TEMPORAL_PATCH_SIZE
+
 # Qwen2.5's special tokens in id order; in the real tokenizer they follow the 151643 regular tokens.
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -59,11 +61,6 @@ QWEN_SPECIAL_TOKENS = (
 QWEN_REGULAR_VOCAB = 151643  # id of <|endoftext|> in Qwen2.5's tokenizer
 QWEN_EMBEDDING_ROWS = 151936  # vocab_size in Qwen2.5-VL's config (padded beyond the tokenizer)
 
-# Splits text before byte-level BPE the way Qwen2's tokenizer does: contractions, letter runs with one leading
-# non-letter, single digits (so numbers are spelled digit by digit), punctuation runs, newlines, spaces.
-PRETOKENIZE_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 
 # Renders conversations in Qwen2.5-VL's format: a default system turn, <|im_start|>role ... <|im_end|> turns, and
 # <|vision_start|><|image_pad|><|vision_end|> where a picture goes (the processor expands <|image_pad|> to one
@@ -146,9 +143,9 @@ _QWEN_VISION = dict(  # the vision tower of both Qwen2.5-VL-3B and -7B
     hidden_size=1280,
     intermediate_size=3420,
     num_heads=16,
-    patch_size=14,
-    spatial_merge_size=2,
-    temporal_patch_size=2,
+    patch_size=PATCH_SIZE,
+    spatial_merge_size=MERGE_SIZE,
+    temporal_patch_size=TEMPORAL_PATCH_SIZE,
     window_size=112,
     fullatt_block_indexes=[7, 15, 23, 31],
     tokens_per_second=2,
@@ -170,17 +167,17 @@ SIZES: dict[str, ModelSize] = {
             hidden_size=64,
             intermediate_size=128,
             num_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
+            patch_size=PATCH_SIZE,
+            spatial_merge_size=MERGE_SIZE,
+            temporal_patch_size=TEMPORAL_PATCH_SIZE,
             window_size=112,
             fullatt_block_indexes=[1],
             tokens_per_second=2,
         ),
         dtype="float32",  # CPU training runs in fp32
         full_vocabulary=False,
-        min_pixels=4 * 28 * 28,  # at least 4 image tokens
-        max_pixels=64 * 28 * 28,  # at most 64 image tokens per picture: keeps CPU prompts short
+        min_pixels=MIN_PIXELS,  # at least 4 image tokens
+        max_pixels=64 * FACTOR * FACTOR,  # at most 64 image tokens per picture: keeps CPU prompts short
         tie_word_embeddings=True,
     ),
     "3b": ModelSize(
@@ -375,8 +372,8 @@ def build_processor(size: str = "tiny", tokenizer=None):
     spec = _size(size)
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer(size)
     pixel_limits = dict(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
-    image_processor = Qwen2VLImageProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **pixel_limits)
-    video_processor = Qwen2VLVideoProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **pixel_limits)
+    image_processor = Qwen2VLImageProcessor(patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE, **pixel_limits)
+    video_processor = Qwen2VLVideoProcessor(patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE, **pixel_limits)
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,

@@ -22,8 +22,18 @@ from typing import Sequence
 import regex
 from PIL import Image
 
+from verl_ext.qwen_vision import (
+    FACTOR,
+    MAX_ASPECT_RATIO,
+    MAX_PIXELS,
+    MAX_TOKENS,
+    MERGE_SIZE,
+    MIN_PIXELS,
+    MIN_TOKENS,
+    PATCH_SIZE,
+    PRETOKENIZE_PATTERN,
+)
 from verl_ext.tasks.base import PuzzleSkip
-from verl_ext.tiny_model import PRETOKENIZE_PATTERN
 
 IMAGE_PLACEHOLDER = "<image>"
 # What Qwen2.5-VL's chat template adds around one user message (role tags, its default system prompt
@@ -33,16 +43,16 @@ TEMPLATE_OVERHEAD = 32
 _PIECES = regex.compile(PRETOKENIZE_PATTERN)
 # <|vision_start|> and <|vision_end|> around every image's pad tokens.
 TOKENS_AROUND_IMAGE = 2
-MAX_RATIO = 200  # qwen_vl_utils refuses images more elongated than this
+MAX_RATIO = MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)
 class VisionGrid:
     """One ``smart_resize`` step: side multiple ``factor`` and the pixel range it clamps to."""
 
-    factor: int = 28
-    min_pixels: int = 4 * 28 * 28
-    max_pixels: int = 16384 * 28 * 28
+    factor: int = FACTOR
+    min_pixels: int = MIN_PIXELS
+    max_pixels: int = MAX_PIXELS
 
     def resize(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after smart_resize, computed exactly as qwen_vl_utils does."""
@@ -118,11 +128,11 @@ class ExactPromptCounter(PromptCounter):
             raise ValueError(f"--tokenizer {model_dir}: no tokenizer in that processor")
         self.tokenizer = tokenizer
         image_processor = getattr(self.processor, "image_processor", None)
-        patch = int(getattr(image_processor, "patch_size", 14) or 14)
-        merge = int(getattr(image_processor, "merge_size", 2) or 2)
+        patch = int(getattr(image_processor, "patch_size", PATCH_SIZE) or PATCH_SIZE)
+        merge = int(getattr(image_processor, "merge_size", MERGE_SIZE) or MERGE_SIZE)
         factor = patch * merge
         # verl first resizes with qwen_vl_utils (its defaults), then the processor applies its own range.
-        fetch = VisionGrid(factor, 4 * factor * factor, 16384 * factor * factor)
+        fetch = VisionGrid(factor, MIN_TOKENS * factor * factor, MAX_TOKENS * factor * factor)
         self.grids = (fetch, VisionGrid(factor, *_processor_pixel_range(image_processor, factor)))
         self._cached = lru_cache(maxsize=4096)(self._count)
 
@@ -154,7 +164,7 @@ def _processor_pixel_range(image_processor: object, factor: int) -> tuple[int, i
         return getattr(size, key, None)
 
     low = read("shortest_edge") or getattr(image_processor, "min_pixels", None) or 4 * factor * factor
-    high = read("longest_edge") or getattr(image_processor, "max_pixels", None) or 16384 * factor * factor
+    high = read("longest_edge") or getattr(image_processor, "max_pixels", None) or MAX_TOKENS * factor * factor
     return int(low), int(high)
 
 
@@ -174,7 +184,7 @@ def fit_to_budget(
     prompt: str,
     max_prompt_tokens: int,
     counter: PromptCounter,
-    min_side: int = 28,
+    min_side: int = FACTOR,
 ) -> Fitted:
     """Scale all images of a puzzle by one common factor until the whole prompt fits ``max_prompt_tokens``.
 

@@ -28,7 +28,6 @@ import sys
 from typing import Any, Iterator
 
 import torch
-
 from verl.plugin.platform.platform_base import PlatformBase
 from verl.plugin.platform.platform_manager import PlatformRegistry
 

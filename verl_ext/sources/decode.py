@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from verl_ext.qwen_vision import MAX_PIXELS
 from verl_ext.sources.base import Box, Payload, RawItem
 
 # Qwen2.5-VL never looks at more than 16384 tokens of 28x28 pixels per image; larger pictures are reduced to
 # that on decode (for JPEG cheaply, inside the decoder) before anything else touches them.
-CANONICAL_MAX_PIXELS = 16384 * 28 * 28
+CANONICAL_MAX_PIXELS = MAX_PIXELS
 
 
 @dataclass(frozen=True)

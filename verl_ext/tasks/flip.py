@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image
 
 from verl_ext.images import to_rgb
+from verl_ext.qwen_vision import FACTOR
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
 MAX_GRID = 6
-MIN_TILE = 28  # Qwen2.5-VL's patch side
+MIN_TILE = FACTOR  # one image token's side
 DIRECTIONS = ("horizontal", "vertical")
 _TRANSPOSE = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
 # Side, in thumbnail pixels, of each tile when judging whether its mirror image differs visibly.

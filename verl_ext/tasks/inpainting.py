@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from verl_ext.images import to_rgb
+from verl_ext.qwen_vision import FACTOR
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
 # Neutral greys the hole may be filled with, in order of preference: mid grey unless the hole's surroundings
@@ -37,7 +38,7 @@ FILLS = (128, 40, 215)
 # Smallest mean absolute difference (0-255) between the fill and the hole's surroundings for the fill to stand out.
 _FILL_CONTRAST = 40.0
 # Smallest hole side in pixels; the builder's 28 px patch floor applies after its common rescale.
-MIN_HOLE = 28
+MIN_HOLE = FACTOR
 # Where the other regions may come from, and how options may be turned.
 REGION_KINDS = ("shift_in", "shift_out", "elsewhere")
 ORIENTATION_KINDS = ("rotate", "flip")

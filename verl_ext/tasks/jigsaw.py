@@ -16,10 +16,11 @@ import numpy as np
 from PIL import Image
 
 from verl_ext.images import FLAT_STD, small_gray, to_rgb
+from verl_ext.qwen_vision import FACTOR
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
 MAX_GRID = 6
-MIN_TILE = 28  # Qwen2.5-VL's patch side: smaller tiles would be upsampled into nothing but blur
+MIN_TILE = FACTOR  # one image token's side: smaller tiles would be upsampled into nothing but blur
 
 
 def _ordinal(n: int) -> str:

@@ -15,9 +15,10 @@ import numpy as np
 from PIL import Image
 
 from verl_ext.images import PHOTOMETRIC_OPS, grid_edges, is_flat, to_rgb
+from verl_ext.qwen_vision import FACTOR
 from verl_ext.tasks.base import FORMAT_INSTRUCTION, Puzzle, PuzzleSkip, Task
 
-MIN_CROP = 28
+MIN_CROP = FACTOR  # one image token's side
 # Tries at a crop with some texture inside the drawn cell before giving up on the image (the cell is kept, so
 # retrying does not bias the answer towards textured parts of pictures).
 _CROP_TRIES = 6
