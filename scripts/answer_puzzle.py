@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     inputs = processor(text=[text], images=images, return_tensors="pt")
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
-    answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     ground_truth = row["reward_model"]["ground_truth"]
     extra_info = dict(row["extra_info"])
-    reward = compute_score(data_source=row["data_source"], solution_str=answer, ground_truth=ground_truth,
-                           extra_info=extra_info)
+    reward = compute_score(
+        data_source=row["data_source"], solution_str=answer, ground_truth=ground_truth, extra_info=extra_info
+    )
     prompt_text = " ".join(str(m["content"]) for m in row["prompt"])
     print(f"puzzle       : {args.data} row {args.row} ({row['data_source']}, {len(images)} image(s))")
     print(f"prompt       : {prompt_text[:300]}{' ...' if len(prompt_text) > 300 else ''}")

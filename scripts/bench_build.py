@@ -138,13 +138,9 @@ def main() -> None:
                              for w in worker_counts]  # fmt: skip
 
     load = os.getloadavg()
-    print(
-        f"\n{args.images} photographs, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    print(f"\n{args.images} photographs, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"plain decode + encode baseline: {base:.0f} images/s (1 process)")
-    print(
-        f"free cores now: {max(worker_counts)} processes of pure-Python busy work ran {headroom:.2f}x as fast as 1\n"
-    )
+    print(f"free cores now: {max(worker_counts)} processes of pure-Python busy work ran {headroom:.2f}x as fast as 1\n")
     head = " | ".join(f"{w} worker{'s' * (w > 1)} p/s" for w in worker_counts)
     print(f"| task | rows | {head} | speed-up | x decode+encode (1 worker) | target 1 worker | SSL4RL |")
     print("|---" * (6 + len(worker_counts)) + "|")

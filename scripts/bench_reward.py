@@ -18,7 +18,8 @@ import json
 import os
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -48,7 +49,9 @@ def typical_calls() -> list[tuple[str, str, str, dict[str, Any]]]:
         for attempt in range(10):
             try:
                 partner = photo_like(100 + seed + attempt) if task.needs_partner else None
-                puzzle = task.make(photo_like(seed + attempt), np.random.default_rng(attempt), partner=partner, **task.knobs_for())
+                puzzle = task.make(
+                    photo_like(seed + attempt), np.random.default_rng(attempt), partner=partner, **task.knobs_for()
+                )
                 break
             except PuzzleSkip:
                 continue
@@ -114,7 +117,10 @@ def main() -> None:
 
     if args.core >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.core})
-    print(f"cpus visible: {os.cpu_count()}, pinned to core: {args.core if args.core >= 0 else 'no'}, load: {os.getloadavg()}")
+    print(
+        f"cpus visible: {os.cpu_count()}, pinned to core: {args.core if args.core >= 0 else 'no'}, "
+        f"load: {os.getloadavg()}"
+    )
 
     calls = typical_calls()
     print(f"typical responses: {len(calls)} ({len(calls) // 5} tasks x 5 kinds)")
@@ -130,8 +136,10 @@ def main() -> None:
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rate, cpu_rate = done / elapsed, done / cpu
     # Wall-clock rate suffers when other processes share the core; the CPU-time rate is what one free core does.
-    print(f"typical: {rate:,.0f} calls/s wall, {cpu_rate:,.0f} calls per CPU-second ({1e6 / cpu_rate:.1f} us CPU/call; "
-          f"{done:,} calls, {elapsed:.2f} s wall, {cpu:.2f} s CPU) target >= 50,000")
+    print(
+        f"typical: {rate:,.0f} calls/s wall, {cpu_rate:,.0f} calls per CPU-second ({1e6 / cpu_rate:.1f} us CPU/call; "
+        f"{done:,} calls, {elapsed:.2f} s wall, {cpu:.2f} s CPU) target >= 50,000"
+    )
 
     name, task = sorted(TASKS.items())[0]
     extra_info = next(c[3] for c in calls if c[3]["task"] == name)
@@ -139,7 +147,9 @@ def main() -> None:
     worst = 0.0
     for label, make in ADVERSARIAL.items():
         text = make(args.size)
-        fastest, median, longest = time_call(lambda: compute_score(f"ssl_{name}", text, truth, extra_info), 20)
+        fastest, median, longest = time_call(
+            lambda text=text: compute_score(f"ssl_{name}", text, truth, extra_info), 20
+        )
         worst = max(worst, median)
         print(f"adversarial {len(text) / 1e6:.1f} MB '{label}': compute_score {ms(fastest, median, longest)}")
     print(f"adversarial 1 MB worst median: {worst * 1e3:.3f} ms (target < 10 ms)")
@@ -149,7 +159,9 @@ def main() -> None:
     worst_under = 0.0
     for label, make in ADVERSARIAL.items():
         text = make(under_cap)
-        fastest, median, longest = time_call(lambda: compute_score(f"ssl_{name}", text, truth, extra_info), 20)
+        fastest, median, longest = time_call(
+            lambda text=text: compute_score(f"ssl_{name}", text, truth, extra_info), 20
+        )
         worst_under = max(worst_under, median)
         print(f"adversarial {len(text):,} chars (cap - 10) '{label}': {ms(fastest, median, longest)}")
     print(f"under-cap worst median: {worst_under * 1e3:.3f} ms")
@@ -161,7 +173,7 @@ def main() -> None:
         worst_uncapped = 0.0
         for label, make in ADVERSARIAL.items():
             text = make(args.size)
-            fastest, median, longest = time_call(lambda: answers.parse_response(text), 10)
+            fastest, median, longest = time_call(lambda text=text: answers.parse_response(text), 10)
             worst_uncapped = max(worst_uncapped, median)
             print(f"uncapped parse {len(text) / 1e6:.1f} MB '{label}': {ms(fastest, median, longest)}")
         print(f"uncapped parse worst median: {worst_uncapped * 1e3:.3f} ms")

@@ -68,7 +68,7 @@ main() {
   PYTHON="${PYTHON:-python}"
   CONFIG_DIR="$REPO_ROOT/configs"
   [[ -f "$CONFIG_DIR/$CONFIG.yaml" ]] || die "no config $CONFIG.yaml in configs/." \
-    "Available: $(cd "$CONFIG_DIR" && ls ./*.yaml | sed 's|^\./||; s|\.yaml$||' | tr '\n' ' ')"
+    "Available: $(for f in "$CONFIG_DIR"/*.yaml; do f="${f##*/}"; printf '%s ' "${f%.yaml}"; done)"
 
   case "$CONFIG" in
     *7b*) default_model="$REPO_ROOT/models/Qwen2.5-VL-7B-Instruct" ;;

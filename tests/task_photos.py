@@ -3,14 +3,14 @@ shapes cut from them. Nothing is downloaded: these loaders read files inside the
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
 from skimage import data
 
 
-@lru_cache(maxsize=None)
+@cache
 def photos() -> dict[str, Image.Image]:
     """name -> RGB photo: four ordinary ones plus a very wide, a very tall and a tiny one."""
     coffee, rocket = data.coffee(), data.rocket()

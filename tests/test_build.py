@@ -215,9 +215,7 @@ def test_prompts_fit_the_token_budget_and_the_count_is_recorded(tmp_path: Path) 
             assert row["extra_info"]["image_scale"] <= 1.0
     with pytest.raises(RuntimeError, match="prompt text over token budget"):
         build(
-            config(
-                tmp_path, task="jigsaw", difficulty="hard", limit=2, max_prompt_tokens=100, output=tmp_path / "none"
-            )
+            config(tmp_path, task="jigsaw", difficulty="hard", limit=2, max_prompt_tokens=100, output=tmp_path / "none")
         )
 
 

@@ -89,10 +89,17 @@ def test_7b_overlay_changes_only_memory_layout(base):
     micro_batch = "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"
     assert OmegaConf.select(big, micro_batch) < OmegaConf.select(base, micro_batch)
     # The learning recipe itself is inherited unchanged.
-    for key in ("actor_rollout_ref.actor.optim.lr", "data.train_batch_size",
-                "actor_rollout_ref.actor.ppo_mini_batch_size", "actor_rollout_ref.rollout.n",
-                "actor_rollout_ref.actor.kl_loss_coef", "data.max_prompt_length",
-                "reward.custom_reward_function.path", "trainer.resume_mode", "trainer.v1.sampler.custom_sampler.name"):
+    for key in (
+        "actor_rollout_ref.actor.optim.lr",
+        "data.train_batch_size",
+        "actor_rollout_ref.actor.ppo_mini_batch_size",
+        "actor_rollout_ref.rollout.n",
+        "actor_rollout_ref.actor.kl_loss_coef",
+        "data.max_prompt_length",
+        "reward.custom_reward_function.path",
+        "trainer.resume_mode",
+        "trainer.v1.sampler.custom_sampler.name",
+    ):
         assert OmegaConf.select(big, key) == OmegaConf.select(base, key), key
 
 
@@ -101,8 +108,15 @@ def test_7b_overlay_changes_only_memory_layout(base):
 def test_configs_pass_verls_validation(name, nnodes, gpus):
     from verl.utils.config import validate_config
 
-    config = compose(name, [f"trainer.nnodes={nnodes}", f"trainer.n_gpus_per_node={gpus}",
-                            "data.train_files=[t.parquet]", "data.val_files=[v.parquet]"])
+    config = compose(
+        name,
+        [
+            f"trainer.nnodes={nnodes}",
+            f"trainer.n_gpus_per_node={gpus}",
+            "data.train_files=[t.parquet]",
+            "data.val_files=[v.parquet]",
+        ],
+    )
     validate_config(config, use_reference_policy=True, use_critic=False)  # raises on an inconsistent batch layout
 
 
@@ -119,7 +133,8 @@ def test_a_batch_layout_verl_rejects_is_rejected():
 def test_every_key_carries_a_comment(name):
     key_line = re.compile(r"^\s*[A-Za-z_][\w.]*:")
     uncommented = [
-        line for line in (CONFIG_DIR / f"{name}.yaml").read_text().splitlines()
+        line
+        for line in (CONFIG_DIR / f"{name}.yaml").read_text().splitlines()
         if key_line.match(line) and "#" not in line and not line.rstrip().endswith(":")
     ]
     # Section headers (`actor:`) carry no value and need no comment; every key with a value does.

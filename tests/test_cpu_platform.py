@@ -31,8 +31,9 @@ def run_python(code: str, *, boot_hook: bool, env: dict[str, str] | None = None,
     paths = [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != BOOT]
     environment["PYTHONPATH"] = os.pathsep.join(([str(BOOT)] if boot_hook else []) + paths)
     environment.update(env or {})
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -163,12 +164,26 @@ def test_cpu_config_composes_with_the_cpu_overrides() -> None:
 
     script = 'source "$0" && exec "$@"'
     result = subprocess.run(
-        ["bash", "-c", script, str(CPU_ENV), sys.executable, "-m", "verl.trainer.main_ppo",
-         f"--config-dir={REPO / 'configs'}", "--config-name=grpo_cpu_tiny", "--cfg", "job"],
-        capture_output=True, text=True, timeout=240, cwd=REPO,
+        [
+            "bash",
+            "-c",
+            script,
+            str(CPU_ENV),
+            sys.executable,
+            "-m",
+            "verl.trainer.main_ppo",
+            f"--config-dir={REPO / 'configs'}",
+            "--config-name=grpo_cpu_tiny",
+            "--cfg",
+            "job",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    config = yaml.safe_load(result.stdout[result.stdout.index("actor_rollout_ref:"):])
+    config = yaml.safe_load(result.stdout[result.stdout.index("actor_rollout_ref:") :])
     actor_rollout = config["actor_rollout_ref"]
     assert actor_rollout["actor"]["strategy"] == "fsdp2" and actor_rollout["ref"]["strategy"] == "fsdp2"
     assert actor_rollout["model"]["override_config"]["attn_implementation"] == "sdpa"
@@ -183,8 +198,9 @@ def test_cpu_config_composes_with_the_cpu_overrides() -> None:
 
 
 def test_cpu_env_exports_what_the_cpu_path_needs() -> None:
-    result = subprocess.run(["bash", "-c", 'source "$0" && env', str(CPU_ENV)], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        ["bash", "-c", 'source "$0" && env', str(CPU_ENV)], capture_output=True, text=True, timeout=30
+    )
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert env["VERL_PLATFORM"] == "cpu"
     assert env["VERL_USE_EXTERNAL_MODULES"] == "verl_ext.cpu.platform"

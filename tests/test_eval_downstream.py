@@ -65,22 +65,32 @@ def test_lmms_eval_command():
 
 # ------------------------------------------------------------------------------------ score files
 
+
 def write_scores(root: Path, model: str) -> None:
     """Score files as VLMEvalKit writes them (values are fractions)."""
     d = root / model / "T20260101_Gabc"
     d.mkdir(parents=True)
     pd.DataFrame({"split": ["dev"], "Overall": [0.7715], "CP": [0.8], "FP-S": [0.7]}).to_csv(
-        d / f"{model}_MMBench_DEV_EN_acc.csv", index=False)
+        d / f"{model}_MMBench_DEV_EN_acc.csv", index=False
+    )
     pd.DataFrame({"split": ["none"], "Overall": [0.7], "Scene Understanding": [0.75]}).to_csv(
-        d / f"{model}_SEEDBench_IMG_acc.csv", index=False)
-    pd.DataFrame({"cycle": ["cycle_1", "cycle_1", "Average", "Average", "Average"],
-                  "type": ["all", "single", "all", "single", "cross"],
-                  "accuracy": [0.6, 0.7, 0.64125, 0.7, 0.58]}).to_csv(d / f"{model}_HRBench8K_acc.csv", index=False)
+        d / f"{model}_SEEDBench_IMG_acc.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "cycle": ["cycle_1", "cycle_1", "Average", "Average", "Average"],
+            "type": ["all", "single", "all", "single", "cross"],
+            "accuracy": [0.6, 0.7, 0.64125, 0.7, 0.58],
+        }
+    ).to_csv(d / f"{model}_HRBench8K_acc.csv", index=False)
     pd.DataFrame({"case_accuray": [0.3333], "question_accuray": [0.5467]}).to_csv(
-        d / f"{model}_MMVP_acc.csv", index=False)
-    (d / f"{model}_MME-RealWorld-Lite_rating.json").write_text(json.dumps(
-        {"Overall": 0.4268, "Perception": {"Monitoring": {"Avg": 0.3}, "Avg": 0.45},
-         "Reasoning": {"Avg": 0.38}}))
+        d / f"{model}_MMVP_acc.csv", index=False
+    )
+    (d / f"{model}_MME-RealWorld-Lite_rating.json").write_text(
+        json.dumps(
+            {"Overall": 0.4268, "Perception": {"Monitoring": {"Avg": 0.3}, "Avg": 0.45}, "Reasoning": {"Avg": 0.38}}
+        )
+    )
     (d / f"{model}_MMStar_acc.csv").write_text("what,ever\n1,2\n")  # a layout we do not know
 
 
@@ -173,9 +183,19 @@ def test_eval_downstream_script_end_to_end(tmp_path):
     work = tmp_path / "work"
     env = {**os.environ, "VLMEVAL": f"{sys.executable} {fake}", "WORK_DIR": str(work)}
     proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "eval_downstream.sh"), f"base={base}", f"trained={trained}",
-         "--", "MMBench_DEV_EN", "MMVP"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            "bash",
+            str(REPO / "scripts" / "eval_downstream.sh"),
+            f"base={base}",
+            f"trained={trained}",
+            "--",
+            "MMBench_DEV_EN",
+            "MMVP",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = json.loads((work / "results.json").read_text())

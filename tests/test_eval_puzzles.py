@@ -120,9 +120,10 @@ def test_eval_reward_is_the_training_reward_plus_the_row(two_files):
         assert {k: v for k, v in got.items() if k != "eval_row"} == want
         assert got["eval_row"] == 5.0
     kwargs = {"format_weight": 0.0, "acc_weight": 1.0}
-    assert eval_reward.compute_score("ssl_jigsaw", "x", truth, info, **kwargs)["score"] == training_score(
-        "ssl_jigsaw", "x", truth, info, **kwargs
-    )["score"]
+    assert (
+        eval_reward.compute_score("ssl_jigsaw", "x", truth, info, **kwargs)["score"]
+        == training_score("ssl_jigsaw", "x", truth, info, **kwargs)["score"]
+    )
     # Rows that did not come through prepare_eval_set are marked -1.
     assert eval_reward.compute_score("ssl_jigsaw", "x", truth, dict(row.extra_info))["eval_row"] == -1.0
 
@@ -140,9 +141,19 @@ ROWS = [
 
 def gen(row: int | None, acc: float, partial: float, fmt: float, output: str, text: str = "") -> dict:
     """One line of verl's validation dump (keys as verl 0.9.1 writes them)."""
-    line = {"input": f"system\nuser\n{text}\nassistant\n", "output": output, "gts": "x", "score": 0.5,
-            "step": 0, "reward": 0.5, "acc": acc, "partial": partial, "format": fmt, "answered": 1.0,
-            "uid": f"u{row}_0_0"}
+    line = {
+        "input": f"system\nuser\n{text}\nassistant\n",
+        "output": output,
+        "gts": "x",
+        "score": 0.5,
+        "step": 0,
+        "reward": 0.5,
+        "acc": acc,
+        "partial": partial,
+        "format": fmt,
+        "answered": 1.0,
+        "uid": f"u{row}_0_0",
+    }
     if row is not None:
         line["eval_row"] = float(row)
     return line
@@ -168,9 +179,15 @@ def test_report_per_task():
     assert by_task["position"]["acc"] is None
     assert report["overall"]["n"] == 4 and report["overall"]["acc"] == 0.5
     assert report["macro"]["partial"] == pytest.approx((0.5 + 0.75) / 2)  # groups without responses skipped
-    assert report["coverage"] == {"expected_rows": 5, "rows_with_response": 4, "responses": 4,
-                                  "matched_by_row": 4, "matched_by_prompt_text": 0, "unmatched": 0,
-                                  "ground_truth_mismatch": 0}
+    assert report["coverage"] == {
+        "expected_rows": 5,
+        "rows_with_response": 4,
+        "responses": 4,
+        "matched_by_row": 4,
+        "matched_by_prompt_text": 0,
+        "unmatched": 0,
+        "ground_truth_mismatch": 0,
+    }
     md = report_markdown(report)
     assert "| rotation | 2 | 50.0 | 50.0 | 100.0 |" in md
     assert "| position | 0 | – | – |" in md and "1 rows got no response" in md
@@ -259,30 +276,75 @@ def test_cli_report_and_compare(tmp_path, two_files):
     for row in rows:
         truth = row["ground_truth"]
         answer = truth if row["eval_row"] % 2 == 0 else "nonsense"
-        info = {"task": row["task"], "eval_row": row["eval_row"],
-                "params": pd.read_parquet(tmp_path / "set" / "eval_set.parquet").extra_info[row["eval_row"]]["params"]}
+        info = {
+            "task": row["task"],
+            "eval_row": row["eval_row"],
+            "params": pd.read_parquet(tmp_path / "set" / "eval_set.parquet").extra_info[row["eval_row"]]["params"],
+        }
         output = f"<think>look</think> <answer>{answer}</answer>"
         result = eval_reward.compute_score(row["data_source"], output, truth, info)
         lines.append({"input": row["prompt_text"], "output": output, "gts": truth, "step": 0, **result})
     _write_dump(tmp_path / "gen", 0, lines)
     out = tmp_path / "base"
-    assert puzzle_report.main(["report", "--generations", str(tmp_path / "gen"), "--rows", str(rows_path),
-                               "--out", str(out), "--label", "base"]) == 0
+    assert (
+        puzzle_report.main(
+            [
+                "report",
+                "--generations",
+                str(tmp_path / "gen"),
+                "--rows",
+                str(rows_path),
+                "--out",
+                str(out),
+                "--label",
+                "base",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "puzzle_report.json").read_text())
     by_task = {g["task"]: g for g in report["groups"]}
     assert by_task["rotation"]["acc"] == 0.5 and by_task["jigsaw"]["acc"] == pytest.approx(2 / 3)
     assert by_task["rotation"]["format"] == 1.0
     # The same dump reported from the parquet files directly gives the same table.
     out2 = tmp_path / "again"
-    assert puzzle_report.main(["report", "--generations", str(tmp_path / "gen"), "--data", *map(str, two_files),
-                               "--out", str(out2), "--label", "trained"]) == 0
+    assert (
+        puzzle_report.main(
+            [
+                "report",
+                "--generations",
+                str(tmp_path / "gen"),
+                "--data",
+                *map(str, two_files),
+                "--out",
+                str(out2),
+                "--label",
+                "trained",
+            ]
+        )
+        == 0
+    )
     again = json.loads((out2 / "puzzle_report.json").read_text())
     assert again["groups"] == report["groups"]
-    assert puzzle_report.main(["compare", str(out / "puzzle_report.json"), str(out2 / "puzzle_report.json"),
-                               "--out", str(tmp_path / "cmp")]) == 0
+    assert (
+        puzzle_report.main(
+            [
+                "compare",
+                str(out / "puzzle_report.json"),
+                str(out2 / "puzzle_report.json"),
+                "--out",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
     assert "base vs trained" in (tmp_path / "cmp" / "comparison.md").read_text()
-    assert puzzle_report.main(["report", "--generations", str(tmp_path / "none"), "--rows", str(rows_path),
-                               "--out", str(out)]) == 2
+    assert (
+        puzzle_report.main(
+            ["report", "--generations", str(tmp_path / "none"), "--rows", str(rows_path), "--out", str(out)]
+        )
+        == 2
+    )
 
 
 def test_eval_puzzles_script_rejects_bad_arguments(tmp_path, two_files):
@@ -305,6 +367,11 @@ def test_eval_puzzles_script_rejects_bad_arguments(tmp_path, two_files):
     (model / "preprocessor_config.json").write_text("{}")
     proc = run(str(model), str(tmp_path / "missing.parquet"))
     assert proc.returncode == 1 and "no puzzle file" in proc.stderr
-    proc = subprocess.run(["bash", script, str(model), str(two_files[0])], env={**env, "DEVICE": "tpu"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", script, str(model), str(two_files[0])],
+        env={**env, "DEVICE": "tpu"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "DEVICE=tpu is not supported" in proc.stderr

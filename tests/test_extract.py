@@ -26,7 +26,7 @@ LETTER_CASES = [
     ("<answer>(d)</answer>", ABCD, "D", "tag"),
     ("<answer>**A**</answer>", ABCD, "A", "tag"),
     ("<answer>`A`</answer>", ABCD, "A", "tag"),
-    ("<answer>\"C\"</answer>", ABCD, "C", "tag"),
+    ('<answer>"C"</answer>', ABCD, "C", "tag"),
     ("<answer>\\boxed{C}</answer>", ABCD, "C", "tag"),
     ("<answer>\\boxed{\\text{D}}</answer>", ABCD, "D", "tag"),
     ("<answer>Option B</answer>", ABCD, "B", "tag"),

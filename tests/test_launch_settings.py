@@ -51,8 +51,13 @@ def test_with_flash_attn_the_recipe_keeps_packed_flash_attention(setup):
     assert "flash-attn is not installed" not in stderr
 
 
-@pytest.mark.parametrize("override", ["actor_rollout_ref.model.use_remove_padding=true",
-                                      "++actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "actor_rollout_ref.model.use_remove_padding=true",
+        "++actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2",
+    ],
+)
 def test_asking_for_flash_attention_without_flash_attn_is_refused_with_the_install_command(setup, override):
     tmp_path, env = setup
     result = run(["rotation", "mmbench", override], {**cluster(env, 8), "DRY_RUN": "1"}, gpus=0, tmp_path=tmp_path)
@@ -129,8 +134,10 @@ def test_a_tensor_parallel_size_the_user_set_that_cannot_fit_is_refused(setup):
 
 @pytest.mark.parametrize("gpus,tp,expected", [(1, 2, 1), (3, 2, 1), (6, 4, 3), (8, 2, 2), (4, 8, 4)])
 def test_tensor_parallel_rule(gpus, tp, expected):
-    config = compose("grpo_qwen2_5_vl", [f"trainer.n_gpus_per_node={gpus}",
-                                         f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp}"])
+    config = compose(
+        "grpo_qwen2_5_vl",
+        [f"trainer.n_gpus_per_node={gpus}", f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp}"],
+    )
     decisions = settings.tensor_parallel(config, explicit=set())
     chosen = int(decisions[0].overrides[0].split("=")[1]) if decisions else tp
     assert chosen == expected
@@ -221,8 +228,9 @@ def test_smoke_settings_pass_verls_validation_for_every_layout(name, gpus, nodes
 
 def test_smoke_settings_the_user_overrides_win(setup):
     tmp_path, env = setup
-    command, _ = dry_run(["rotation", "mmbench", "trainer.total_training_steps=2"], cluster(env, 8, SMOKE="1"),
-                         tmp_path, gpus=0)
+    command, _ = dry_run(
+        ["rotation", "mmbench", "trainer.total_training_steps=2"], cluster(env, 8, SMOKE="1"), tmp_path, gpus=0
+    )
     assert overrides_of(command)["trainer.total_training_steps"] == "2"
     assert "trainer.total_training_steps=1" not in command
 

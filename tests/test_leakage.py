@@ -36,8 +36,15 @@ def _b64_jpeg(image: Image.Image) -> str:
 def write_tsv(path: Path, seeds: list[int], start_index: int = 0) -> None:
     """A VLMEvalKit-style MCQ TSV: base64 JPEG images, options, answer."""
     rows = [
-        {"index": start_index + i, "question": f"q{i}", "A": "a", "B": "b", "answer": "A",
-         "category": "c", "image": _b64_jpeg(_photo(seed))}
+        {
+            "index": start_index + i,
+            "question": f"q{i}",
+            "A": "a",
+            "B": "b",
+            "answer": "A",
+            "category": "c",
+            "image": _b64_jpeg(_photo(seed)),
+        }
         for i, seed in enumerate(seeds)
     ]
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
@@ -52,12 +59,22 @@ def write_training_rows(path: Path, benchmark: Path, partner_from: Path | None =
     for i, img in enumerate(images):
         partner = partners[i].meta["content_id"] if i < len(partners) else ""
         used += [img.meta["content_id"]] + ([partner] if partner else [])
-        rows.append({
-            "data_source": "ssl_contrastive", "prompt": [{"role": "user", "content": "<image>"}],
-            "images": [], "reward_model": {"style": "rule", "ground_truth": "yes"},
-            "extra_info": {"task": "contrastive", "source": "mmbench", "source_id": img.source_id, "index": i,
-                           "content_id": img.meta["content_id"], "partner_content_id": partner},
-        })
+        rows.append(
+            {
+                "data_source": "ssl_contrastive",
+                "prompt": [{"role": "user", "content": "<image>"}],
+                "images": [],
+                "reward_model": {"style": "rule", "ground_truth": "yes"},
+                "extra_info": {
+                    "task": "contrastive",
+                    "source": "mmbench",
+                    "source_id": img.source_id,
+                    "index": i,
+                    "content_id": img.meta["content_id"],
+                    "partner_content_id": partner,
+                },
+            }
+        )
     pd.DataFrame(rows).to_parquet(path)
     return used
 
@@ -136,9 +153,16 @@ def test_bad_inputs(files, tmp_path):
 def test_rows_without_content_id_are_counted(tmp_path, files):
     dev, _, _ = files
     train = tmp_path / "t.parquet"
-    pd.DataFrame([{"data_source": "ssl_rotation", "prompt": [{"role": "user", "content": "x"}],
-                   "reward_model": {"ground_truth": "0"}, "extra_info": {"task": "rotation", "content_id": ""}}]
-                 ).to_parquet(train)
+    pd.DataFrame(
+        [
+            {
+                "data_source": "ssl_rotation",
+                "prompt": [{"role": "user", "content": "x"}],
+                "reward_model": {"ground_truth": "0"},
+                "extra_info": {"task": "rotation", "content_id": ""},
+            }
+        ]
+    ).to_parquet(train)
     report = leakage.check_leakage([train], dev)
     assert report.train.skips == {"row without content_id": 1} and not report.leaked
 
@@ -174,6 +198,10 @@ def test_shell_helper(files):
     assert proc.returncode == 1 and "Refusing to train" in proc.stderr
     proc = subprocess.run(["bash", "-c", script], env={**env, "ALLOW_EVAL_IMAGES": "1"}, capture_output=True, text=True)
     assert proc.returncode == 0
-    proc = subprocess.run(["bash", "-c", f'source "{REPO}/scripts/lib/leakage_check.sh"; leakage_guard x'],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", "-c", f'source "{REPO}/scripts/lib/leakage_check.sh"; leakage_guard x'],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2

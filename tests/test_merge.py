@@ -74,8 +74,13 @@ def checkpoint(tmp_path_factory, tiny_model_dir) -> Path:
     root = tmp_path_factory.mktemp("save_dir")
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(WORLD_SIZE)}
     ranks = [
-        subprocess.Popen([sys.executable, "-c", SAVE_RANK, str(tiny_model_dir), str(root)],
-                         env={**env, "RANK": str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", SAVE_RANK, str(tiny_model_dir), str(root)],
+            env={**env, "RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for rank in range(WORLD_SIZE)
     ]
     outputs = [rank.communicate(timeout=300)[0] for rank in ranks]
@@ -84,8 +89,13 @@ def checkpoint(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def merge(actor_dir: Path, target: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(MERGE), str(actor_dir), str(target)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHON": sys.executable, **env})
+    return subprocess.run(
+        ["bash", str(MERGE), str(actor_dir), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHON": sys.executable, **env},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +142,15 @@ def test_merge_refuses_to_overwrite_a_model_unless_asked(merged, checkpoint):
     assert again.returncode == 1 and "already holds a model" in again.stderr and "OVERWRITE=1" in again.stderr
 
 
-@pytest.mark.parametrize("where,message", [
-    ("nowhere", "the folder does not exist"),
-    ("global_step_1", "is a step folder; merge its actor"),
-    ("", "is a run's checkpoint folder; merge one step's actor"),
-    ("global_step_1/actor/huggingface", "not a verl FSDP actor checkpoint"),
-])
+@pytest.mark.parametrize(
+    "where,message",
+    [
+        ("nowhere", "the folder does not exist"),
+        ("global_step_1", "is a step folder; merge its actor"),
+        ("", "is a run's checkpoint folder; merge one step's actor"),
+        ("global_step_1/actor/huggingface", "not a verl FSDP actor checkpoint"),
+    ],
+)
 def test_wrong_checkpoint_paths_get_a_pointer_to_the_right_one(checkpoint, tmp_path, where, message):
     result = merge(checkpoint / where if where else checkpoint, tmp_path / "out")
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr

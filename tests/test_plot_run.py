@@ -70,9 +70,19 @@ def test_resumed_run_merges_event_files(tmp_path):
 def test_plot_run_writes_readable_pngs(tmp_path):
     write_run(tmp_path / "run")
     manifest = plots.plot_run(tmp_path / "run", tmp_path / "png")
-    expected = {"reward.png", "acc_per_task.png", "partial_per_task.png", "format_per_task.png",
-                "flat_groups_per_task.png", "response_length.png", "response_clip_ratio.png", "kl.png",
-                "validation_accuracy.png", "validation_format.png", "overview.png"}
+    expected = {
+        "reward.png",
+        "acc_per_task.png",
+        "partial_per_task.png",
+        "format_per_task.png",
+        "flat_groups_per_task.png",
+        "response_length.png",
+        "response_clip_ratio.png",
+        "kl.png",
+        "validation_accuracy.png",
+        "validation_format.png",
+        "overview.png",
+    }
     assert set(manifest["written"]) == expected
     assert manifest["skipped"] == {}
     for name in expected:

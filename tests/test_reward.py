@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,7 +179,9 @@ def test_bad_kwargs_raise(toy_tasks: None, kwargs: dict) -> None:
 
 
 def test_verl_router_kwargs_are_ignored(toy_tasks: None) -> None:
-    result = compute_score("s", respond("green"), "green", TOY_LABEL, reward_router_address=None, reward_model_tokenizer=None)
+    result = compute_score(
+        "s", respond("green"), "green", TOY_LABEL, reward_router_address=None, reward_model_tokenizer=None
+    )
     assert result["score"] == 1.0
 
 
@@ -206,7 +209,10 @@ def make_puzzle(task: Task, difficulty: str, seed: int = 0) -> Puzzle:
         partner = photo_like(1000 + seed + attempt) if task.needs_partner else None
         try:
             return task.make(
-                photo_like(seed + attempt), np.random.default_rng(seed + attempt), partner=partner, **task.knobs_for(difficulty)
+                photo_like(seed + attempt),
+                np.random.default_rng(seed + attempt),
+                partner=partner,
+                **task.knobs_for(difficulty),
             )
         except PuzzleSkip:
             continue
@@ -364,9 +370,9 @@ responses = st.one_of(
     st.binary(max_size=300),
     st.none(),
     st.integers(),
-    st.lists(st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "green", "2,4,1,3", " ", "x"]), max_size=12).map(
-        "".join
-    ),
+    st.lists(
+        st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "green", "2,4,1,3", " ", "x"]), max_size=12
+    ).map("".join),
 )
 kwargs_strategy = st.fixed_dictionaries(
     {},
@@ -381,7 +387,12 @@ kwargs_strategy = st.fixed_dictionaries(
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(response=responses, extra_info=extra_infos, truth=st.sampled_from(["green", "2,4,1,3", "", "red"]), kwargs=kwargs_strategy)
+@given(
+    response=responses,
+    extra_info=extra_infos,
+    truth=st.sampled_from(["green", "2,4,1,3", "", "red"]),
+    kwargs=kwargs_strategy,
+)
 def test_compute_score_promises(toy_tasks: None, response: Any, extra_info: dict, truth: str, kwargs: dict) -> None:
     start = time.perf_counter()
     result = compute_score("ssl_toy", response, truth, extra_info, **kwargs)

@@ -70,7 +70,9 @@ def parquet_rows(tmp_path_factory) -> list[dict[str, Any]]:
     output = tmp_path_factory.mktemp("rows")
     mix = ",".join(f"{name}:1" for name in sorted(TASKS))
     build(BuildConfig(task="mix", tasks=mix, source="demo", output=output, workers=1, progress=False))
-    rows = [row for split in ("train", "val") for row in pd.read_parquet(output / f"{split}.parquet").to_dict("records")]
+    rows = [
+        row for split in ("train", "val") for row in pd.read_parquet(output / f"{split}.parquet").to_dict("records")
+    ]
     assert {row["extra_info"]["task"] for row in rows} == set(TASKS), "the demo mix lost a task"
     return rows
 

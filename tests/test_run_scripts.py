@@ -18,8 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "scripts" / "run_grpo.sh"
 
 
-def write_dataset(data_dir: Path, task: str = "rotation", source: str = "mmbench",
-                  rows: dict[str, int] | None = None, max_prompt_tokens: int = 1024) -> Path:
+def write_dataset(
+    data_dir: Path,
+    task: str = "rotation",
+    source: str = "mmbench",
+    rows: dict[str, int] | None = None,
+    max_prompt_tokens: int = 1024,
+) -> Path:
     """A built-dataset folder as build_benchmarks/build.py leaves it (only the parts the launcher reads).
 
     The default training split holds one batch of the GPU recipe (512): the launcher refuses fewer.
@@ -29,11 +34,24 @@ def write_dataset(data_dir: Path, task: str = "rotation", source: str = "mmbench
     for split, n in rows.items():
         # Each split its own pictures (content ids), so the launcher's leakage guard passes.
         extra = [{"content_id": f"{split}-{i}", "partner_content_id": ""} for i in range(n)]
-        frame = pd.DataFrame({"data_source": [f"ssl_{task}"] * n, "prompt": [[{"role": "user", "content": "<image>"}]] * n,
-                              "reward_model": [{"ground_truth": "90"}] * n, "extra_info": extra})
+        frame = pd.DataFrame(
+            {
+                "data_source": [f"ssl_{task}"] * n,
+                "prompt": [[{"role": "user", "content": "<image>"}]] * n,
+                "reward_model": [{"ground_truth": "90"}] * n,
+                "extra_info": extra,
+            }
+        )
         frame.to_parquet(data_dir / f"{split}.parquet")
-    manifest = {"task": task, "source": source, "train_split": "test", "val_split": "dev", "splits": rows,
-                "skips": {"too_small": 2}, "max_prompt_tokens": max_prompt_tokens}
+    manifest = {
+        "task": task,
+        "source": source,
+        "train_split": "test",
+        "val_split": "dev",
+        "splits": rows,
+        "skips": {"too_small": 2},
+        "max_prompt_tokens": max_prompt_tokens,
+    }
     (data_dir / "manifest.json").write_text(json.dumps(manifest))
     return data_dir
 
@@ -54,8 +72,9 @@ def fake_nvidia_smi(bin_dir: Path, gpus: int) -> Path:
         lines = "\n".join(f"echo 'GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i})'" for i in range(gpus))
         script.write_text(f"#!/bin/sh\n{lines}\n")
     else:
-        script.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\n"
-                          "exit 9\n")
+        script.write_text(
+            "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\nexit 9\n"
+        )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return bin_dir
 
@@ -63,9 +82,28 @@ def fake_nvidia_smi(bin_dir: Path, gpus: int) -> Path:
 @pytest.fixture
 def setup(tmp_path):
     """Fake model and data, and an environment that keeps every output under tmp_path."""
-    env = {k: v for k, v in os.environ.items() if k not in {
-        "DEVICE", "CONFIG", "DATA_DIR", "INPUT", "TASKS", "SAVE_DIR", "EXPERIMENT_NAME", "N_GPUS_PER_NODE",
-        "NNODES", "RAY_ADDRESS", "ALLOW_EVAL_IMAGES", "TENSORBOARD_DIR", "DRY_RUN", "RUN_TIMEOUT", "BUILD_ARGS"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DEVICE",
+            "CONFIG",
+            "DATA_DIR",
+            "INPUT",
+            "TASKS",
+            "SAVE_DIR",
+            "EXPERIMENT_NAME",
+            "N_GPUS_PER_NODE",
+            "NNODES",
+            "RAY_ADDRESS",
+            "ALLOW_EVAL_IMAGES",
+            "TENSORBOARD_DIR",
+            "DRY_RUN",
+            "RUN_TIMEOUT",
+            "BUILD_ARGS",
+        }
+    }
     env.update(
         PYTHON=sys.executable,
         MODEL_PATH=str(write_model(tmp_path / "model")),
@@ -75,15 +113,17 @@ def setup(tmp_path):
     return tmp_path, env
 
 
-def run(args: list[str], env: dict[str, str], script: Path = RUN, gpus: int | None = None,
-        tmp_path: Path | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], env: dict[str, str], script: Path = RUN, gpus: int | None = None, tmp_path: Path | None = None
+) -> subprocess.CompletedProcess:
     if gpus is not None:
         env = {**env, "PATH": f"{fake_nvidia_smi(tmp_path / 'bin', gpus)}{os.pathsep}{env['PATH']}"}
     return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def dry_run(args: list[str], env: dict[str, str], tmp_path: Path, gpus: int = 8,
-            script: Path = RUN) -> tuple[list[str], str]:
+def dry_run(
+    args: list[str], env: dict[str, str], tmp_path: Path, gpus: int = 8, script: Path = RUN
+) -> tuple[list[str], str]:
     """The verl command the launcher would run, as an argument list, and its stderr."""
     result = run(args, {**env, "DRY_RUN": "1"}, script=script, gpus=gpus, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -100,7 +140,7 @@ def test_cfg_job_prints_the_composed_config_without_a_gpu(setup):
     assert result.returncode == 0, result.stderr
     from omegaconf import OmegaConf
 
-    config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:"):])
+    config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:") :])
     data, actor = config.data, config.actor_rollout_ref.actor
     assert data.train_files == [str(tmp_path / "data" / "test.parquet")]
     assert data.val_files == [str(tmp_path / "data" / "dev.parquet")]
@@ -116,8 +156,9 @@ def test_cfg_job_prints_the_composed_config_without_a_gpu(setup):
 
 def test_command_uses_our_config_all_gpus_and_passes_overrides_last(setup):
     tmp_path, env = setup
-    command, _ = dry_run(["rotation", "mmbench", "trainer.total_training_steps=3", "trainer.n_gpus_per_node=4"],
-                         env, tmp_path, gpus=8)
+    command, _ = dry_run(
+        ["rotation", "mmbench", "trainer.total_training_steps=3", "trainer.n_gpus_per_node=4"], env, tmp_path, gpus=8
+    )
     assert command[:3] == [sys.executable, "-m", "verl.trainer.main_ppo"]
     assert f"--config-dir={REPO / 'configs'}" in command and "--config-name=grpo_qwen2_5_vl" in command
     assert command.index("trainer.n_gpus_per_node=8") < command.index("trainer.n_gpus_per_node=4")  # user wins
@@ -178,8 +219,9 @@ def test_multi_node_needs_a_ray_cluster(setup):
 
 def test_multi_node_on_a_ray_cluster_skips_the_local_gpu_check(setup):
     tmp_path, env = setup
-    command, _ = dry_run(["rotation", "mmbench"], {**env, "NNODES": "2", "RAY_ADDRESS": "10.0.0.1:6379"}, tmp_path,
-                         gpus=0)
+    command, _ = dry_run(
+        ["rotation", "mmbench"], {**env, "NNODES": "2", "RAY_ADDRESS": "10.0.0.1:6379"}, tmp_path, gpus=0
+    )
     values = overrides_of(command)
     assert (values["trainer.nnodes"], values["trainer.n_gpus_per_node"]) == ("2", "8")
 
@@ -196,8 +238,11 @@ def test_no_model_is_a_clear_message(setup, bad):
         (model / "processor_config.json").unlink()
     result = run(["rotation", "mmbench", "--cfg", "job"], {**env, "MODEL_PATH": str(model)})
     assert result.returncode == 1
-    assert {"missing": "the folder does not exist", "no_config": "no config.json",
-            "no_processor": "no image processor"}[bad] in result.stderr
+    assert {
+        "missing": "the folder does not exist",
+        "no_config": "no config.json",
+        "no_processor": "no image processor",
+    }[bad] in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -210,8 +255,12 @@ def test_no_data_and_no_input_is_a_clear_message(setup):
 
 def test_missing_input_is_a_clear_message(setup):
     tmp_path, env = setup
-    result = run(["rotation", "mmbench"], {**env, "DATA_DIR": str(tmp_path / "empty"), "INPUT": str(tmp_path / "no.tsv")},
-                 gpus=8, tmp_path=tmp_path)
+    result = run(
+        ["rotation", "mmbench"],
+        {**env, "DATA_DIR": str(tmp_path / "empty"), "INPUT": str(tmp_path / "no.tsv")},
+        gpus=8,
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 1 and f"INPUT={tmp_path / 'no.tsv'} does not exist" in result.stderr
 
 
@@ -250,14 +299,20 @@ def test_missing_data_is_built_with_the_configs_prompt_budget(setup):
         "#!/bin/sh\n"
         f'case "$1" in *build_benchmarks/build.py) echo "$@" >> {log}; '
         f'"{sys.executable}" -c "import sys; sys.path.insert(0, \'{REPO / "tests"}\'); '
-        f"from test_run_scripts import write_dataset; from pathlib import Path; write_dataset(Path('{data_dir}'), max_prompt_tokens=768)\"; "
+        "from test_run_scripts import write_dataset; from pathlib import Path; "
+        f"write_dataset(Path('{data_dir}'), max_prompt_tokens=768)\"; "
         "exit $?;; esac\n"
         f'exec "{sys.executable}" "$@"\n'
     )
     wrapper.chmod(0o755)
     (tmp_path / "mmbench.tsv").write_text("index\timage\n")
-    build_env = {**env, "PYTHON": str(wrapper), "DATA_DIR": str(data_dir), "INPUT": str(tmp_path / "mmbench.tsv"),
-                 "BUILD_ARGS": "--seed 3"}
+    build_env = {
+        **env,
+        "PYTHON": str(wrapper),
+        "DATA_DIR": str(data_dir),
+        "INPUT": str(tmp_path / "mmbench.tsv"),
+        "BUILD_ARGS": "--seed 3",
+    }
     command, _ = dry_run(["rotation", "mmbench", "data.max_prompt_length=768"], build_env, tmp_path)
     call = log.read_text().split()
     assert call[call.index("--task") + 1] == "rotation" and call[call.index("--source") + 1] == "mmbench"
@@ -297,8 +352,7 @@ def test_mmbench_scripts_run_their_task(setup, task):
     tmp_path, env = setup
     write_dataset(tmp_path / task, task=task)
     script = REPO / "scripts" / f"run_mmbench_{task}.sh"
-    command, _ = dry_run(["trainer.total_epochs=1"], {**env, "DATA_DIR": str(tmp_path / task)}, tmp_path,
-                         script=script)
+    command, _ = dry_run(["trainer.total_epochs=1"], {**env, "DATA_DIR": str(tmp_path / task)}, tmp_path, script=script)
     assert overrides_of(command)["trainer.experiment_name"] == f"mmbench_{task}_model"
     assert command[-1] == "trainer.total_epochs=1"
 
@@ -306,8 +360,12 @@ def test_mmbench_scripts_run_their_task(setup, task):
 def test_mix_script_trains_on_a_multi_task_dataset(setup):
     tmp_path, env = setup
     write_dataset(tmp_path / "mix", task="mix")
-    command, _ = dry_run([], {**env, "DATA_DIR": str(tmp_path / "mix"), "TASKS": "rotation,position"}, tmp_path,
-                         script=REPO / "scripts" / "run_mmbench_mix.sh")
+    command, _ = dry_run(
+        [],
+        {**env, "DATA_DIR": str(tmp_path / "mix"), "TASKS": "rotation,position"},
+        tmp_path,
+        script=REPO / "scripts" / "run_mmbench_mix.sh",
+    )
     assert overrides_of(command)["trainer.experiment_name"] == "mmbench_mix_rotation-position_model"
 
 

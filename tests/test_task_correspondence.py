@@ -57,7 +57,10 @@ def _check_puzzle(source: np.ndarray, puzzle) -> None:
     shown = np.asarray(puzzle.images[1])
     assert shown.shape == (view_h, view_w, 3)
     rewarped = cv2.warpPerspective(
-        np.ascontiguousarray(source), homography, (view_w, view_h), flags=cv2.INTER_LINEAR,
+        np.ascontiguousarray(source),
+        homography,
+        (view_w, view_h),
+        flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
     radius = params["marker_radius"]
@@ -126,7 +129,7 @@ def test_odd_shapes_and_modes() -> None:
         "wide": np.asarray(photos()["wide"]),
         "small": astronaut[150:270, 150:280],
     }
-    for name, array in shapes.items():
+    for _name, array in shapes.items():
         for difficulty in ("easy", "medium", "hard"):
             _check_puzzle(array, _make(Image.fromarray(array), 1, difficulty))
     for image in (Image.fromarray(astronaut).convert("L"), Image.fromarray(coffee).convert("RGBA")):
@@ -145,9 +148,16 @@ def test_skips_with_reasons() -> None:
 
 def test_bad_knobs_are_configuration_errors() -> None:
     image, rng = Image.fromarray(PHOTOS["chelsea"]), np.random.default_rng(0)
-    for knobs in ({"num_candidates": 1}, {"num_candidates": 9}, {"scale": (0, 1)}, {"crop": (0.5, 1.2)},
-                  {"perspective": 0.5}, {"flip_probability": 2.0}, {"cluster": 0},
-                  {"num_candidates": 5, "cluster": 2}):
+    for knobs in (
+        {"num_candidates": 1},
+        {"num_candidates": 9},
+        {"scale": (0, 1)},
+        {"crop": (0.5, 1.2)},
+        {"perspective": 0.5},
+        {"flip_probability": 2.0},
+        {"cluster": 0},
+        {"num_candidates": 5, "cluster": 2},
+    ):
         with pytest.raises(ValueError):
             TASK.make(image, rng, **knobs)
 

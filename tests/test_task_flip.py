@@ -170,11 +170,27 @@ def test_scoring() -> None:
     puzzle = _make(Image.fromarray(PHOTOS["coffee"]), 3, "hard", draw_grid=True)
     params = dict(puzzle.params, tile=13, direction="horizontal")
     truth = "13 horizontal"
-    for said in (truth, "13 Horizontal.", "tile 13, horizontally", "13h", "13 H", "13 left-right",
-                 "Tile 13 - mirrored horizontally", "horizontal 13"):
+    for said in (
+        truth,
+        "13 Horizontal.",
+        "tile 13, horizontally",
+        "13h",
+        "13 H",
+        "13 left-right",
+        "Tile 13 - mirrored horizontally",
+        "horizontal 13",
+    ):
         assert TASK.score(said, truth, params).acc == 1.0, said
-    for said in ("3 horizontal", "1 3 horizontal", "13 vertical", "13", "horizontal", "13 horizontal or 13 vertical",
-                 "17 horizontal", "131 horizontal"):
+    for said in (
+        "3 horizontal",
+        "1 3 horizontal",
+        "13 vertical",
+        "13",
+        "horizontal",
+        "13 horizontal or 13 vertical",
+        "17 horizontal",
+        "131 horizontal",
+    ):
         assert TASK.score(said, truth, params).acc == 0.0, said
 
 

@@ -118,8 +118,10 @@ def test_options_alone_do_not_reveal_the_answer() -> None:
             for a in options:
                 turned = [b for b in options if b is not a and b["box"] == a["box"]]
                 shared = [
-                    b for b in options
-                    if b["box"] != a["box"] and (b["rot90"], b["flip"]) == (a["rot90"], a["flip"])
+                    b
+                    for b in options
+                    if b["box"] != a["box"]
+                    and (b["rot90"], b["flip"]) == (a["rot90"], a["flip"])
                     and abs(b["box"][0] - a["box"][0]) < a["box"][2] - a["box"][0]
                     and abs(b["box"][1] - a["box"][1]) < a["box"][3] - a["box"][1]
                 ]
@@ -176,10 +178,18 @@ def test_skips_with_reasons() -> None:
 
 def test_bad_knobs_are_configuration_errors() -> None:
     image, rng = Image.fromarray(PHOTOS["chelsea"]), np.random.default_rng(0)
-    for knobs in ({"num_regions": 1, "num_orientations": 1}, {"num_regions": 3, "num_orientations": 3},
-                  {"num_regions": 0, "num_orientations": 4}, {"hole_fraction": 0.7}, {"region_kinds": ("warp",)},
-                  {"region_kinds": ()}, {"orientation_kinds": ("shear",)}, {"num_orientations": 6},
-                  {"orientation_kinds": ("flip",), "num_orientations": 4}, {"shift": (0.5, 1.2)}):
+    for knobs in (
+        {"num_regions": 1, "num_orientations": 1},
+        {"num_regions": 3, "num_orientations": 3},
+        {"num_regions": 0, "num_orientations": 4},
+        {"hole_fraction": 0.7},
+        {"region_kinds": ("warp",)},
+        {"region_kinds": ()},
+        {"orientation_kinds": ("shear",)},
+        {"num_orientations": 6},
+        {"orientation_kinds": ("flip",), "num_orientations": 4},
+        {"shift": (0.5, 1.2)},
+    ):
         with pytest.raises(ValueError):
             TASK.make(image, rng, **knobs)
 

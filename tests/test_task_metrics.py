@@ -82,7 +82,9 @@ def put_group(tq, uid: str, source: str, infos: list[dict], global_steps: int = 
         }
         for reward_info in infos
     ]
-    tags = [{"status": "success", "global_steps": global_steps, "min_global_steps": 0, "max_global_steps": 0}] * len(infos)
+    tags = [{"status": "success", "global_steps": global_steps, "min_global_steps": 0, "max_global_steps": 0}] * len(
+        infos
+    )
     tq.kv_batch_put(
         keys=[f"{uid}_{i}_0" for i in range(len(infos))],
         partition_id="train",

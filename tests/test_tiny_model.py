@@ -45,8 +45,15 @@ def _photo(width: int, height: int) -> Image.Image:
 
 def test_directory_has_what_loaders_need(tiny_model_dir: Path) -> None:
     names = {p.name for p in tiny_model_dir.iterdir()}
-    for required in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                     "chat_template.jinja", "processor_config.json", "generation_config.json"):
+    for required in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "processor_config.json",
+        "generation_config.json",
+    ):
         assert required in names
 
 
@@ -165,15 +172,17 @@ def test_format_warmup_teaches_the_answer_format(format_tiny_model_dir: Path) ->
     processor = AutoProcessor.from_pretrained(format_tiny_model_dir)
     model = AutoModelForImageTextToText.from_pretrained(format_tiny_model_dir).eval()
     # A prompt unlike the warm-up ones: other wording, a wide picture.
-    question = ("Image 2 shows image 1 turned by 0, 90, 180 or 270 degrees. How far was it turned? "
-                "First reason about it inside <think> </think> tags, then give only your final answer inside "
-                "<answer> </answer> tags.")
+    question = (
+        "Image 2 shows image 1 turned by 0, 90, 180 or 270 degrees. How far was it turned? "
+        "First reason about it inside <think> </think> tags, then give only your final answer inside "
+        "<answer> </answer> tags."
+    )
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": question}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     encoded = processor(text=[text], images=[_photo(200, 120), _photo(120, 200)], return_tensors="pt")
     with torch.no_grad():
         output = model.generate(**encoded, max_new_tokens=48, do_sample=False)
-    reply = processor.tokenizer.decode(output[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = processor.tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
     reward = compute_score("ssl_rotation", reply, "90", {"task": "rotation", "params": "{}"})
     assert reward["format"] == 1.0, reply
 

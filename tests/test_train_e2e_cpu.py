@@ -2,7 +2,8 @@
 
 One real ``python -m verl.trainer.main_ppo`` run (two GRPO steps with the tiny Qwen2.5-VL after its answer-format
 warm-up, so rewards vary and the update is real; vLLM-CPU rollout, FSDP2 on gloo, our reward), then
-``verl.model_merger`` and a reload with transformers. It takes a few minutes on 2 cores, so it is marked ``e2e``: ``pytest -m "not e2e"`` leaves it out, ``scripts/test.sh`` runs it.
+``verl.model_merger`` and a reload with transformers. It takes a few minutes on 2 cores, so it is
+marked ``e2e``: ``pytest -m "not e2e"`` leaves it out, ``scripts/test.sh`` runs it.
 """
 
 from __future__ import annotations
@@ -67,8 +68,19 @@ def cpu_run(format_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     work = tmp_path_factory.mktemp("cpu_e2e")
     data = work / "data"
     build = subprocess.run(
-        [sys.executable, str(REPO / "build_benchmarks" / "build.py"), "--task", TASK, "--source", "demo",
-         "--output", str(data), "--max-prompt-tokens", "1024", "--no-progress"],
+        [
+            sys.executable,
+            str(REPO / "build_benchmarks" / "build.py"),
+            "--task",
+            TASK,
+            "--source",
+            "demo",
+            "--output",
+            str(data),
+            "--max-prompt-tokens",
+            "1024",
+            "--no-progress",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -77,7 +89,10 @@ def cpu_run(format_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     checkpoints = work / "checkpoints"
     log = work / "train.log"
     returncode = _in_cpu_env(
-        _train_command(work, format_tiny_model_dir), cwd=work, log=log, timeout_s=RUN_TIMEOUT_S,
+        _train_command(work, format_tiny_model_dir),
+        cwd=work,
+        log=log,
+        timeout_s=RUN_TIMEOUT_S,
         extra_env={"VERL_FILE_LOGGER_PATH": str(work / "metrics.jsonl")},
     )
     return CpuRun(work=work, data=data, checkpoints=checkpoints, log=log, returncode=returncode)
@@ -86,8 +101,11 @@ def cpu_run(format_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
 def _train_command(work: Path, model_dir: Path, *overrides: str) -> list[str]:
     """The verl GRPO command of the CPU run in ``work`` (puzzles in work/data, checkpoints in work/checkpoints)."""
     return [
-        sys.executable, "-m", "verl.trainer.main_ppo",
-        f"--config-dir={REPO / 'configs'}", "--config-name=grpo_cpu_tiny",
+        sys.executable,
+        "-m",
+        "verl.trainer.main_ppo",
+        f"--config-dir={REPO / 'configs'}",
+        "--config-name=grpo_cpu_tiny",
         f"data.train_files={work / 'data' / 'train.parquet'}",
         f"data.val_files={work / 'data' / 'val.parquet'}",
         f"actor_rollout_ref.model.path={model_dir}",
@@ -158,8 +176,13 @@ def test_validation_dump_scores_every_val_puzzle(finished: CpuRun) -> None:
 def test_checkpoint_has_weights_optimizer_and_hf_config(finished: CpuRun) -> None:
     assert (finished.checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
     actor = finished.checkpoints / f"global_step_{STEPS}" / "actor"
-    for name in ("model_world_size_1_rank_0.pt", "optim_world_size_1_rank_0.pt", "extra_state_world_size_1_rank_0.pt",
-                 "fsdp_config.json", "huggingface/config.json"):
+    for name in (
+        "model_world_size_1_rank_0.pt",
+        "optim_world_size_1_rank_0.pt",
+        "extra_state_world_size_1_rank_0.pt",
+        "fsdp_config.json",
+        "huggingface/config.json",
+    ):
         assert (actor / name).is_file(), name
 
 
@@ -192,9 +215,22 @@ def merged_dir(finished: CpuRun) -> Path:
     log = finished.work / "merge.log"
     actor = finished.checkpoints / f"global_step_{STEPS}" / "actor"
     returncode = _in_cpu_env(
-        [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
-         "--local_dir", str(actor), "--target_dir", str(target)],
-        cwd=finished.work, log=log, timeout_s=600, extra_env={},
+        [
+            sys.executable,
+            "-m",
+            "verl.model_merger",
+            "merge",
+            "--backend",
+            "fsdp",
+            "--local_dir",
+            str(actor),
+            "--target_dir",
+            str(target),
+        ],
+        cwd=finished.work,
+        log=log,
+        timeout_s=600,
+        extra_env={},
     )
     assert returncode == 0, log.read_text(errors="replace")[-4000:]
     return target
@@ -232,13 +268,14 @@ def test_merged_model_reloads_and_answers_a_puzzle(
             content.append({"type": "image"})
         if text:
             content.append({"type": "text", "text": text})
-    prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                           tokenize=False)
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
     inputs = processor(text=[prompt], images=images, return_tensors="pt")
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     assert output.shape[1] > inputs["input_ids"].shape[1]
-    answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert isinstance(answer, str)
 
 
@@ -251,10 +288,19 @@ def test_a_stopped_run_resumes_from_its_latest_checkpoint(
     """
     metrics_file = finished.work / "metrics_resumed.jsonl"
     log = finished.work / "train_resumed.log"
-    command = _train_command(finished.work, format_tiny_model_dir,
-                             f"trainer.total_training_steps={STEPS + 1}", "trainer.val_before_train=False")
-    returncode = _in_cpu_env(command, cwd=finished.work, log=log, timeout_s=RUN_TIMEOUT_S,
-                             extra_env={"VERL_FILE_LOGGER_PATH": str(metrics_file)})
+    command = _train_command(
+        finished.work,
+        format_tiny_model_dir,
+        f"trainer.total_training_steps={STEPS + 1}",
+        "trainer.val_before_train=False",
+    )
+    returncode = _in_cpu_env(
+        command,
+        cwd=finished.work,
+        log=log,
+        timeout_s=RUN_TIMEOUT_S,
+        extra_env={"VERL_FILE_LOGGER_PATH": str(metrics_file)},
+    )
     assert returncode == 0, log.read_text(errors="replace")[-4000:]
     steps = [json.loads(line)["step"] for line in metrics_file.read_text().splitlines()]
     assert steps == [STEPS + 1], f"expected only step {STEPS + 1} after resuming, got {steps}"

@@ -17,8 +17,9 @@ normalisation, so it earns nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from verl_ext.tasks.base import AnswerScore
 
@@ -70,9 +71,9 @@ def parse_response(response: Any, require_think: bool = True) -> ParsedResponse:
     The accepted shape is: optional whitespace, ``<think>``, anything without tags, ``</think>``, optional
     whitespace, ``<answer>``, anything without tags, ``</answer>``, optional whitespace. Tags are matched
     case-insensitively. Without ``require_think`` the think block may be left out entirely (but if it is
-    there it must be well placed; untagged reasoning may precede the answer). The answer is extracted whenever the response ends with exactly one
-    answer block and holds no other tags out of place, even when the think part is missing, so accuracy
-    and format are judged separately.
+    there it must be well placed; untagged reasoning may precede the answer). The answer is extracted whenever
+    the response ends with exactly one answer block and holds no other tags out of place, even when the think
+    part is missing, so accuracy and format are judged separately.
     """
     text = response if type(response) is str else as_text(response)
     if len(text) > MAX_RESPONSE_CHARS:

@@ -21,12 +21,12 @@ so ``score`` always lies in [0, 1].
 # No ``from __future__ import annotations`` here, on purpose: verl executes this file under a module name that
 # is not in ``sys.modules``, and ``dataclasses`` then fails to resolve string annotations (AttributeError at
 # load time). tests/test_reward_verl.py loads the file exactly that way.
-import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from verl_ext.answers import ParsedResponse, parse_response
 from verl_ext.tasks import get_task
@@ -209,4 +209,12 @@ def compute_score(
     return combine(answer, parsed.format_ok, parsed.answer is not None, config)
 
 
-__all__ = ["RESULT_KEYS", "RewardConfig", "combine", "compute_score", "finite_number", "reward_config", "task_and_params"]
+__all__ = [
+    "RESULT_KEYS",
+    "RewardConfig",
+    "combine",
+    "compute_score",
+    "finite_number",
+    "reward_config",
+    "task_and_params",
+]

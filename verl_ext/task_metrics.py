@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
@@ -64,7 +65,9 @@ def _final_positions(keys: list[str]) -> list[int]:
     best: dict[str, tuple[int, int]] = {}
     for pos, key in enumerate(keys):
         parts = key.rsplit("_", 2)
-        session, index = (f"{parts[0]}_{parts[1]}", int(parts[2])) if len(parts) == 3 and parts[2].isdigit() else (key, 0)
+        session, index = (
+            (f"{parts[0]}_{parts[1]}", int(parts[2])) if len(parts) == 3 and parts[2].isdigit() else (key, 0)
+        )
         if session not in best or index > best[session][0]:
             best[session] = (index, pos)
     return sorted(pos for _, pos in best.values())
@@ -130,7 +133,9 @@ class _TaskMetricsMixin:
         try:
             positions = _final_positions(list(batch.keys))
             keys = [batch.keys[i] for i in positions]
-            data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["data_source", "extra_fields"])
+            data = tq.kv_batch_get(
+                keys=keys, partition_id=batch.partition_id, select_fields=["data_source", "extra_fields"]
+            )
             sources = _as_list(data["data_source"])
             extra = _as_list(data["extra_fields"])
             infos = [e.get("reward_extra_info") if isinstance(e, Mapping) else None for e in extra]

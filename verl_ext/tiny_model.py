@@ -106,8 +106,7 @@ _CORPUS_LINES = (
     "The image was cut into tiles that were shuffled. Give the order of the tiles as a list of numbers, "
     "for example 2 0 3 1 or [1, 3, 0, 2].",
     "Jigsaw puzzle with 4 pieces in a 2x2 grid, 9 pieces in a 3x3 grid, 16 pieces in a 4x4 grid.",
-    "Where was the crop taken from? top left, top, top right, left, center, right, bottom left, bottom, "
-    "bottom right.",
+    "Where was the crop taken from? top left, top, top right, left, center, right, bottom left, bottom, bottom right.",
     "Are these two pictures crops of the same image or of different images? Answer yes or no.",
     "Was the image flipped horizontally, vertically, or not at all? Which patch fills the masked region? "
     "Which point in the second image corresponds to the marked point in the first one?",
@@ -220,8 +219,22 @@ SIZES: dict[str, ModelSize] = {
 
 # Format warm-up material: answers of several puzzle kinds, short reasoning lines, generic questions.
 _WARMUP_ANSWERS = (
-    "0", "90", "180", "270", "yes", "no", "A", "B", "C", "D",
-    "top left", "bottom right", "center", "2 0 3 1", "1 0 3 2", "0 1 2 3",
+    "0",
+    "90",
+    "180",
+    "270",
+    "yes",
+    "no",
+    "A",
+    "B",
+    "C",
+    "D",
+    "top left",
+    "bottom right",
+    "center",
+    "2 0 3 1",
+    "1 0 3 2",
+    "0 1 2 3",
 )
 _WARMUP_THOUGHTS = (
     "Let me look at the picture.",
@@ -372,8 +385,12 @@ def build_processor(size: str = "tiny", tokenizer=None):
     spec = _size(size)
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer(size)
     pixel_limits = dict(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
-    image_processor = Qwen2VLImageProcessor(patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE, **pixel_limits)
-    video_processor = Qwen2VLVideoProcessor(patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE, **pixel_limits)
+    image_processor = Qwen2VLImageProcessor(
+        patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE, **pixel_limits
+    )
+    video_processor = Qwen2VLVideoProcessor(
+        patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE, **pixel_limits
+    )
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -495,7 +512,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="directory to write the model to")
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size (default: tiny)")
     parser.add_argument(
-        "--format-warmup-steps", type=int, default=0, metavar="N",
+        "--format-warmup-steps",
+        type=int,
+        default=0,
+        metavar="N",
         help="tiny only: first teach the <think>/<answer> format for N steps (200 is enough), so GRPO rewards vary",
     )
     args = parser.parse_args(argv)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the run scripts. Source it; do not execute it.
 # Every check ends the script with a message that says what is wrong and what to do, never a stack trace.
 

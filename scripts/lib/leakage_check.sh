@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Leakage guard for run scripts (source it; owned by the evaluation code, see verl_ext/evaluation/leakage.py).
 #
 #   source "$REPO/scripts/lib/leakage_check.sh"

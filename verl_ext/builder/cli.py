@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from verl_ext.builder.plan import DEFAULT_MAX_PROMPT_TOKENS, DIFFICULTIES, BuildConfig
 from verl_ext.sources import ALIASES, SOURCES
@@ -33,9 +33,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--task", required=True, help=f"one of {', '.join(sorted(TASKS))}, or 'mix' (with --tasks)")
-    p.add_argument(
-        "--tasks", default=None, help="for --task mix: weights, e.g. rotation:0.25,jigsaw:0.25,position:0.5"
-    )
+    p.add_argument("--tasks", default=None, help="for --task mix: weights, e.g. rotation:0.25,jigsaw:0.25,position:0.5")
     sources = ", ".join(sorted([*SOURCES, *ALIASES]))
     p.add_argument("--source", default=None, help=f"image source ({sources}); guessed from --input when omitted")
     p.add_argument("--input", type=Path, default=None, help="benchmark file or folder (not needed for --source demo)")

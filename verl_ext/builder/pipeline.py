@@ -11,10 +11,11 @@ import multiprocessing
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from verl_ext import __version__
 from verl_ext.builder.plan import BuildConfig, BuildPlan, make_plan

@@ -11,8 +11,9 @@ import html
 import io
 import json
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont

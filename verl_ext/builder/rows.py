@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 from PIL import Image

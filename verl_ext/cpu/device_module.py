@@ -9,7 +9,8 @@ too they become no-ops that log once, so a new verl call shows up in the log ins
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 import torch

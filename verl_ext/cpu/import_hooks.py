@@ -16,8 +16,8 @@ from __future__ import annotations
 import importlib.abc
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Callable, Sequence
 
 _lock = threading.RLock()
 

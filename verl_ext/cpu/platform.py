@@ -25,7 +25,8 @@ import importlib.abc
 import importlib.metadata
 import re
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from verl.plugin.platform.platform_base import PlatformBase
@@ -166,7 +167,8 @@ class VllmCpuDistributionFinder(importlib.abc.MetaPathFinder):
         return None
 
     def find_distributions(
-        self, context: importlib.metadata.DistributionFinder.Context = importlib.metadata.DistributionFinder.Context()
+        self,
+        context: importlib.metadata.DistributionFinder.Context = importlib.metadata.DistributionFinder.Context(),  # noqa: B008 - importlib's own signature
     ) -> Iterator[importlib.metadata.Distribution]:
         if context.name is None or context.name.lower().replace("_", "-") != "vllm":
             return iter(())

@@ -28,8 +28,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -57,6 +58,7 @@ PREDICTION_SUFFIXES = (".xlsx", ".tsv")
 
 
 # ------------------------------------------------------------------------------------------------ configs
+
 
 def parse_models(specs: Sequence[str]) -> dict[str, str]:
     """``["base=/ckpt/a", "trained=/ckpt/b"]`` → ``{"base": "/ckpt/a", ...}`` (names must be file-name safe)."""
@@ -126,6 +128,7 @@ def lmms_eval_command(
 
 # ------------------------------------------------------------------------------------------------ files
 
+
 def _newest(paths: Iterable[Path]) -> Path | None:
     unique = {p.resolve(): p for p in paths if p.exists()}
     return max(unique.values(), key=lambda p: p.stat().st_mtime) if unique else None
@@ -167,9 +170,7 @@ def parse_score_file(path: str | Path) -> tuple[float, dict[str, float]]:
         rating = json.loads(path.read_text())
         if not isinstance(rating, dict) or not _is_number(rating.get("Overall")):
             raise ValueError(f"{path}: no numeric 'Overall' in this rating file")
-        details = {
-            k: float(v["Avg"]) for k, v in rating.items() if isinstance(v, dict) and _is_number(v.get("Avg"))
-        }
+        details = {k: float(v["Avg"]) for k, v in rating.items() if isinstance(v, dict) and _is_number(v.get("Avg"))}
         return float(rating["Overall"]), details
     df = pd.read_csv(path)
     if {"cycle", "type", "accuracy"} <= set(df.columns):  # HR-Bench
@@ -188,9 +189,7 @@ def parse_score_file(path: str | Path) -> tuple[float, dict[str, float]]:
         if "split" in df.columns and len(df) > 1:
             dev = df[df["split"].astype(str).isin(["dev", "none", "ALL"])]
             row = dev.iloc[0] if not dev.empty else row
-        details = {
-            str(k): float(v) for k, v in row.items() if k not in ("Overall", "split") and _is_number(v)
-        }
+        details = {str(k): float(v) for k, v in row.items() if k not in ("Overall", "split") and _is_number(v)}
         return float(row["Overall"]), details
     raise ValueError(f"{path}: unknown score file layout (columns {list(df.columns)})")
 
@@ -200,9 +199,7 @@ def _as_percent(values: Sequence[float]) -> float:
     return 1.0 if any(v > 1.0 for v in values) else 100.0
 
 
-def collect_results(
-    work_dir: str | Path, models: Sequence[str], datasets: Sequence[str] = DATASETS
-) -> dict[str, Any]:
+def collect_results(work_dir: str | Path, models: Sequence[str], datasets: Sequence[str] = DATASETS) -> dict[str, Any]:
     """One table: ``results[dataset][model] = {"score": percent, "details": {...}, "file": ...}`` or a reason."""
     results: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
@@ -229,8 +226,13 @@ def collect_results(
         entries = [results[d].get(model) for d in datasets]
         scores = [e["score"] for e in entries if e and "score" in e]
         averages[model] = {"mean": sum(scores) / len(scores) if scores else None, "datasets": len(scores)}
-    return {"models": list(models), "datasets": list(datasets), "results": results, "average": averages,
-            "missing": missing}
+    return {
+        "models": list(models),
+        "datasets": list(datasets),
+        "results": results,
+        "average": averages,
+        "missing": missing,
+    }
 
 
 def results_markdown(table: Mapping[str, Any]) -> str:
@@ -253,18 +255,23 @@ def results_markdown(table: Mapping[str, Any]) -> str:
     if len(models) > 1:
         avg += [f"{v - means[0]:+.2f}" if v is not None and means[0] is not None else "–" for v in means[1:]]
     lines.append("| " + " | ".join(avg) + " |")
-    notes = ["", "Scores in percent (VLMEvalKit, exact matching after answer extraction). "
-             "MMBench uses circular evaluation; MMVP shows pair accuracy; the mean is over the benchmarks a model has."]
+    notes = [
+        "",
+        "Scores in percent (VLMEvalKit, exact matching after answer extraction). "
+        "MMBench uses circular evaluation; MMVP shows pair accuracy; the mean is over the benchmarks a model has.",
+    ]
     if table["missing"]:
         notes.append(f"No score file for: {', '.join(table['missing'])}.")
-    errors = [f"{m}/{d}: {e['error']}" for d, row in table["results"].items() for m, e in row.items()
-              if e and "error" in e]
+    errors = [
+        f"{m}/{d}: {e['error']}" for d, row in table["results"].items() for m, e in row.items() if e and "error" in e
+    ]
     if errors:
         notes.append("Unreadable score files: " + "; ".join(errors))
     return "\n".join(lines + notes) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+
 
 def _load_json(path: Path) -> dict:
     try:
@@ -274,8 +281,11 @@ def _load_json(path: Path) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verl_ext.evaluation.downstream", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_ext.evaluation.downstream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cfg = sub.add_parser("config", help="VLMEvalKit config for NAME=PATH checkpoints")
     cfg.add_argument("--template", type=Path, required=True)
@@ -320,8 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             (args.out / "results.md").write_text(md)
             print(md)
         else:
-            print(lmms_eval_command(_load_json(args.template), args.model_path, args.output_path, args.data,
-                                    args.num_processes))
+            print(
+                lmms_eval_command(
+                    _load_json(args.template), args.model_path, args.output_path, args.data, args.num_processes
+                )
+            )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

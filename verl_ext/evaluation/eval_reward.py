@@ -13,7 +13,8 @@ Enable with ``reward.custom_reward_function.path=pkg://verl_ext.evaluation.eval_
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from verl_ext.reward import compute_score as training_score
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 # Where an answer came from; ``None`` when there is none.
 Method = Literal["tag", "fallback"]

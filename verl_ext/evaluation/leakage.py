@@ -24,9 +24,10 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -138,8 +139,11 @@ class LeakageReport:
             "benchmark_images": len(self.benchmark.ids),
             "fraction_of_benchmark_images": len(self.overlap) / len(self.benchmark.ids) if self.benchmark.ids else 0.0,
             "examples": [
-                {"content_id": c, "train": f"{self.train.ids[c].file} {self.train.ids[c].where}",
-                 "benchmark": f"{self.benchmark.ids[c].file} {self.benchmark.ids[c].where}"}
+                {
+                    "content_id": c,
+                    "train": f"{self.train.ids[c].file} {self.train.ids[c].where}",
+                    "benchmark": f"{self.benchmark.ids[c].file} {self.benchmark.ids[c].where}",
+                }
                 for c in self.overlap[:max_examples]
             ],
             "train_skips": dict(self.train.skips),
@@ -202,17 +206,28 @@ def guard(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``check`` (report, exit 1 on overlap) and ``guard`` (exit 1 on overlap unless ALLOW_EVAL_IMAGES=1)."""
-    parser = argparse.ArgumentParser(prog="check_leakage.py", description=(
-        "Compare the pictures of training puzzles with those of an evaluation benchmark (by content id). "
-        "Exit 0: no overlap; 1: overlap; 2: error."))
+    parser = argparse.ArgumentParser(
+        prog="check_leakage.py",
+        description=(
+            "Compare the pictures of training puzzles with those of an evaluation benchmark (by content id). "
+            "Exit 0: no overlap; 1: overlap; 2: error."
+        ),
+    )
     parser.add_argument("train", nargs="+", type=Path, help="training puzzle parquet files")
-    parser.add_argument("--benchmark", type=Path, required=True,
-                        help="benchmark file/folder (TSV, parquet, images) or a puzzle parquet (e.g. a val split)")
+    parser.add_argument(
+        "--benchmark",
+        type=Path,
+        required=True,
+        help="benchmark file/folder (TSV, parquet, images) or a puzzle parquet (e.g. a val split)",
+    )
     parser.add_argument("--source", default=None, help="benchmark source name (default: detected from the path)")
     parser.add_argument("--split", default=None, help="only this split of the benchmark (e.g. dev for MMBench dev)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
-    parser.add_argument("--guard", action="store_true",
-                        help=f"run-script mode: an overlap is allowed (exit 0, with a warning) when {ALLOW_ENV}=1")
+    parser.add_argument(
+        "--guard",
+        action="store_true",
+        help=f"run-script mode: an overlap is allowed (exit 0, with a warning) when {ALLOW_ENV}=1",
+    )
     args = parser.parse_args(argv)
     try:
         report = check_leakage(args.train, args.benchmark, args.source, args.split)
@@ -223,8 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if not report.leaked:
-        print(f"leakage check: no overlap between {len(report.train.ids)} training images and "
-              f"{len(report.benchmark.ids)} images of {report.benchmark_name}")
+        print(
+            f"leakage check: no overlap between {len(report.train.ids)} training images and "
+            f"{len(report.benchmark.ids)} images of {report.benchmark_name}"
+        )
         return 0
     if args.guard and allowed():
         print(f"warning: {ALLOW_ENV}=1, training on evaluation images anyway.\n{report.summary()}", file=sys.stderr)

@@ -20,9 +20,9 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import matplotlib
 
@@ -179,15 +179,21 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
         kl.missing.append("actor/kl_loss")
     panels.append(kl)
 
-    val = Panel("validation_accuracy", "Validation accuracy per task (greedy)", "exactly right (%)",
-                percent=True, smoothed=False)
+    val = Panel(
+        "validation_accuracy",
+        "Validation accuracy per task (greedy)",
+        "exactly right (%)",
+        percent=True,
+        smoothed=False,
+    )
     val.lines = _val_series(scalars, "val-core", "acc")
     if val.empty:
         val.missing.append("val-core/<task>/acc/mean@N")
     panels.append(val)
 
-    val_fmt = Panel("validation_format", "Validation format rate per task", "well-formed (%)",
-                    percent=True, smoothed=False)
+    val_fmt = Panel(
+        "validation_format", "Validation format rate per task", "well-formed (%)", percent=True, smoothed=False
+    )
     val_fmt.lines = _val_series(scalars, "val-aux", "format")
     if val_fmt.empty:
         val_fmt.missing.append("val-aux/<task>/format/mean@N")
@@ -217,8 +223,9 @@ def _draw(ax, panel: Panel, smoothing: float, colors: Mapping[str, str]) -> None
             ax.plot(steps, values * scale, color=color, alpha=0.25, linewidth=1)
             ax.plot(steps, smooth(values, smoothing) * scale, color=color, linewidth=2, label=label)
         else:
-            ax.plot(steps, values * scale, color=color, linewidth=2, marker="o" if few else None,
-                    markersize=4, label=label)
+            ax.plot(
+                steps, values * scale, color=color, linewidth=2, marker="o" if few else None, markersize=4, label=label
+            )
     ax.set_title(panel.title, fontsize=11)
     ax.set_xlabel("training step")
     ax.set_ylabel(panel.ylabel)
@@ -255,7 +262,7 @@ def plot_run(logdir: str | Path, out_dir: str | Path, smoothing: float = 0.6) ->
         fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4 * rows), dpi=90, squeeze=False)
         for ax, panel in zip(axes.flat, drawn):
             _draw(ax, panel, smoothing, colors)
-        for ax in list(axes.flat)[len(drawn):]:
+        for ax in list(axes.flat)[len(drawn) :]:
             ax.axis("off")
         fig.suptitle(f"Run: {Path(logdir).resolve().name}", fontsize=13)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (4 * rows)))  # leave room for the title

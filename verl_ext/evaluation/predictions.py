@@ -171,10 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("src", type=Path, help="VLMEvalKit prediction file (.xlsx or .tsv)")
     parser.add_argument("dst", type=Path, help="output file (.xlsx or .tsv); may equal src")
-    parser.add_argument("--mode", choices=["auto", "letter", "yesno"], default="auto",
-                        help="auto: letters when the row has options, yes/no when its answer is Yes/No")
-    parser.add_argument("--no-fallback", action="store_true",
-                        help="do not accept a sole letter when the response has no <answer> tag")
+    parser.add_argument(
+        "--mode",
+        choices=["auto", "letter", "yesno"],
+        default="auto",
+        help="auto: letters when the row has options, yes/no when its answer is Yes/No",
+    )
+    parser.add_argument(
+        "--no-fallback", action="store_true", help="do not accept a sole letter when the response has no <answer> tag"
+    )
     parser.add_argument("--report", type=Path, help="write the counts as JSON here")
     args = parser.parse_args(argv)
     if not args.src.is_file():

@@ -24,9 +24,10 @@ import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from verl_ext.evaluation.eval_reward import ROW_KEY
 from verl_ext.evaluation.puzzle_eval import prepare_rows_from_files, read_rows, squeeze
@@ -234,6 +235,7 @@ def build_report(
 
 # ------------------------------------------------------------------------------------------------- Markdown
 
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -276,8 +278,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     if cov["matched_by_prompt_text"]:
         notes.append(f"{cov['matched_by_prompt_text']} responses matched to their task by prompt text only.")
     if cov.get("ground_truth_mismatch"):
-        notes.append(f"WARNING: {cov['ground_truth_mismatch']} responses carry a ground truth that differs from their "
-                     "row's: the dump does not belong to these rows.")
+        notes.append(
+            f"WARNING: {cov['ground_truth_mismatch']} responses carry a ground truth that differs from their "
+            "row's: the dump does not belong to these rows."
+        )
     if cov["unmatched"]:
         notes.append(f"{cov['unmatched']} responses could not be matched to a row ({UNKNOWN}).")
     if report.get("missing_reward_keys"):
@@ -365,6 +369,7 @@ def _delta(value: float | None, base: float | None) -> str:
 
 # ------------------------------------------------------------------------------------------------- CLI
 
+
 def token_counter(model_dir: str | Path) -> Callable[[str], int]:
     """Counts tokens with the model's own tokenizer (local files only)."""
     from transformers import AutoTokenizer
@@ -383,8 +388,11 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, stem: str, mark
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verl_ext.evaluation.puzzle_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_ext.evaluation.puzzle_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="per-task table of one validation dump")
     rep.add_argument("--generations", required=True, type=Path, help="validation_data_dir or one <step>.jsonl")
@@ -407,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = read_rows(args.rows) if args.rows else prepare_rows_from_files(args.data)
             counter = token_counter(args.tokenizer) if args.tokenizer else None
             group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
-            report = build_report(generations, rows, group_by=group_by, count_tokens=counter,
-                                  label=args.label, step=step)
+            report = build_report(
+                generations, rows, group_by=group_by, count_tokens=counter, label=args.label, step=step
+            )
             md = report_markdown(report)
             paths = write_report(report, args.out, "puzzle_report", md)
         else:

@@ -41,7 +41,7 @@ def parquet_rows(path: Path) -> int:
     try:
         return pq.read_metadata(path).num_rows
     except Exception as error:  # a truncated or non-parquet file: say which one
-        raise PreflightError(f"cannot read {path} as parquet ({error}); delete the folder and build it again")
+        raise PreflightError(f"cannot read {path} as parquet ({error}); delete the folder and build it again") from None
 
 
 def read_manifest(data_dir: Path) -> dict:
@@ -51,7 +51,7 @@ def read_manifest(data_dir: Path) -> dict:
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
-        raise PreflightError(f"{manifest_path} is not valid JSON ({error}); delete it and build again")
+        raise PreflightError(f"{manifest_path} is not valid JSON ({error}); delete it and build again") from None
     for key in ("train_split", "val_split"):
         if not manifest.get(key):
             raise PreflightError(f"{manifest_path} has no '{key}'; it was not written by build_benchmarks/build.py")
@@ -131,7 +131,7 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]):
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             return hydra_compose(config_name, overrides=[searchpath, *overrides])
     except (HydraException, OmegaConfBaseException) as error:
-        raise PreflightError(f"config {config_name} does not compose with overrides {overrides}: {error}")
+        raise PreflightError(f"config {config_name} does not compose with overrides {overrides}: {error}") from None
 
 
 def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:

@@ -74,8 +74,11 @@ def attention(config: DictConfig, explicit: set[str], flash_attn_installed: bool
         return []
     attn = _get(config, ATTENTION_KEY) or "flash_attention_2"  # verl's default when the key is absent
     remove_padding = bool(_get(config, REMOVE_PADDING_KEY, False))
-    needs_flash = [key for key, on in ((ATTENTION_KEY, attn == "flash_attention_2"), (REMOVE_PADDING_KEY, remove_padding))
-                   if on and key in explicit]
+    needs_flash = [
+        key
+        for key, on in ((ATTENTION_KEY, attn == "flash_attention_2"), (REMOVE_PADDING_KEY, remove_padding))
+        if on and key in explicit
+    ]
     if needs_flash:
         raise PreflightError(
             f"flash-attn is not installed, but {' and '.join(needs_flash)} as given on the command line need it. "
@@ -89,12 +92,18 @@ def attention(config: DictConfig, explicit: set[str], flash_attn_installed: bool
         overrides.append(f"++{ATTENTION_KEY}=sdpa")
     if not overrides:
         return []
-    return [Decision(tuple(overrides), (
-        "flash-attn is not installed: the actor and reference model use PyTorch SDPA attention on padded batches "
-        "(use_remove_padding=false, attn_implementation=sdpa). Each micro-batch is then padded to its longest "
-        "sequence instead of packed, which costs time and activation memory in the log-prob and update phases "
-        f"(rollout in vLLM is unaffected). For the recipe's speed: {FLASH_ATTN_INSTALL}"
-    ))]
+    return [
+        Decision(
+            tuple(overrides),
+            (
+                "flash-attn is not installed: the actor and reference model use PyTorch SDPA attention on padded "
+                "batches "
+                "(use_remove_padding=false, attn_implementation=sdpa). Each micro-batch is then padded to its longest "
+                "sequence instead of packed, which costs time and activation memory in the log-prob and update phases "
+                f"(rollout in vLLM is unaffected). For the recipe's speed: {FLASH_ATTN_INSTALL}"
+            ),
+        )
+    ]
 
 
 def batch_fits_data(config: DictConfig, train_rows: int) -> None:
@@ -144,10 +153,15 @@ def tensor_parallel(config: DictConfig, explicit: set[str]) -> list[Decision]:
             f"Use a size that divides {gpus} (e.g. {TP_KEY}={_largest_divisor(gpus, tp)})."
         )
     fitted = _largest_divisor(gpus, tp)
-    return [Decision((f"{TP_KEY}={fitted}",), (
-        f"the config spreads each vLLM replica over {tp} GPUs, but a node has {gpus}: using {fitted} "
-        f"({gpus // fitted} replica(s) per node, each holding the whole model)."
-    ))]
+    return [
+        Decision(
+            (f"{TP_KEY}={fitted}",),
+            (
+                f"the config spreads each vLLM replica over {tp} GPUs, but a node has {gpus}: using {fitted} "
+                f"({gpus // fitted} replica(s) per node, each holding the whole model)."
+            ),
+        )
+    ]
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -169,12 +183,17 @@ def single_gpu_memory(config: DictConfig, explicit: set[str]) -> list[Decision]:
     overrides = tuple(f"{key}=true" for key in ACTOR_OFFLOAD_KEYS if key not in explicit and not _get(config, key))
     if not overrides:
         return []
-    return [Decision(overrides, (
-        "one GPU: the actor's weights and AdamW state are offloaded to host memory between phases "
-        "(actor fsdp_config.param_offload=true, optimizer_offload=true), since together with vLLM's "
-        f"{_get(config, 'actor_rollout_ref.rollout.gpu_memory_utilization')} share of the GPU they do not fit. "
-        "Costs host-device copies every step; see verl_ext/launch/settings.py for the arithmetic."
-    ))]
+    return [
+        Decision(
+            overrides,
+            (
+                "one GPU: the actor's weights and AdamW state are offloaded to host memory between phases "
+                "(actor fsdp_config.param_offload=true, optimizer_offload=true), since together with vLLM's "
+                f"{_get(config, 'actor_rollout_ref.rollout.gpu_memory_utilization')} share of the GPU they do not fit. "
+                "Costs host-device copies every step; see verl_ext/launch/settings.py for the arithmetic."
+            ),
+        )
+    ]
 
 
 def max_model_len(config: DictConfig, explicit: set[str]) -> list[Decision]:
@@ -184,9 +203,12 @@ def max_model_len(config: DictConfig, explicit: set[str]) -> list[Decision]:
     needed = int(config.data.max_prompt_length) + int(config.data.max_response_length)
     if _get(config, MAX_MODEL_LEN_KEY) == needed:
         return []
-    return [Decision((f"{MAX_MODEL_LEN_KEY}={needed}",), (
-        f"vLLM context length {needed} tokens (data.max_prompt_length + data.max_response_length)."
-    ))]
+    return [
+        Decision(
+            (f"{MAX_MODEL_LEN_KEY}={needed}",),
+            (f"vLLM context length {needed} tokens (data.max_prompt_length + data.max_response_length)."),
+        )
+    ]
 
 
 def smoke_overrides(world: int) -> tuple[str, ...]:

@@ -11,8 +11,8 @@ from the input path, so ``mmbench`` works with the HF parquet folder and with th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow.parquet as pq
 

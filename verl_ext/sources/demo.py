@@ -10,8 +10,8 @@ so the demo always has a non-empty validation set of pictures the training set n
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from verl_ext.sources.base import TRAIN, VAL, Box, RawItem, SkipCounter, SourceSpec
 

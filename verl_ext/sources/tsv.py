@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 

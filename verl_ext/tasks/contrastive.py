@@ -10,7 +10,8 @@ Everything a view went through is recorded in ``params["views"]`` so it can be r
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -73,9 +74,7 @@ def _random_resized_crop(
     return (left, top, left + w, top + h)
 
 
-def sample_view(
-    width: int, height: int, rng: np.random.Generator, knobs: Mapping[str, Any]
-) -> dict[str, Any]:
+def sample_view(width: int, height: int, rng: np.random.Generator, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """Draw the recipe of one view of a ``width`` x ``height`` image (JSON-ready; see :func:`render_view`)."""
     crop = _random_resized_crop(width, height, rng, knobs["scale"], knobs["ratio"])
     flip = bool(rng.random() < knobs["flip_p"])

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,17 +58,41 @@ class CorrespondenceTask(Task):
     answer_kind = "label"
     presets = {
         # A mild view: small rotation, no mirror, no perspective, few candidates far apart.
-        "easy": {"num_candidates": 3, "max_rotation": 15.0, "scale": (0.8, 1.25), "crop": (0.6, 0.85),
-                 "perspective": 0.0, "flip_probability": 0.0, "min_distance": 0.2, "cluster": 1,
-                 "decoys": False},
-        "medium": {"num_candidates": 4, "max_rotation": 45.0, "scale": (0.7, 1.4), "crop": (0.5, 0.8),
-                   "perspective": 0.06, "flip_probability": 0.25, "min_distance": 0.12, "cluster": 2,
-                   "decoys": False},
+        "easy": {
+            "num_candidates": 3,
+            "max_rotation": 15.0,
+            "scale": (0.8, 1.25),
+            "crop": (0.6, 0.85),
+            "perspective": 0.0,
+            "flip_probability": 0.0,
+            "min_distance": 0.2,
+            "cluster": 1,
+            "decoys": False,
+        },
+        "medium": {
+            "num_candidates": 4,
+            "max_rotation": 45.0,
+            "scale": (0.7, 1.4),
+            "crop": (0.5, 0.8),
+            "perspective": 0.06,
+            "flip_probability": 0.25,
+            "min_distance": 0.12,
+            "cluster": 2,
+            "decoys": False,
+        },
         # Any rotation, frequent mirrors, stronger perspective; candidates in close pairs, one pair around the
         # spot a model would pick if it ignored the transform.
-        "hard": {"num_candidates": 6, "max_rotation": 180.0, "scale": (0.6, 1.5), "crop": (0.4, 0.7),
-                 "perspective": 0.12, "flip_probability": 0.5, "min_distance": 0.08, "cluster": 2,
-                 "decoys": True},
+        "hard": {
+            "num_candidates": 6,
+            "max_rotation": 180.0,
+            "scale": (0.6, 1.5),
+            "crop": (0.4, 0.7),
+            "perspective": 0.12,
+            "flip_probability": 0.5,
+            "min_distance": 0.08,
+            "cluster": 2,
+            "decoys": True,
+        },
     }
 
     def make(

@@ -14,7 +14,8 @@ as ``"symmetric tiles"``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -32,8 +33,17 @@ CELLS = 16
 # Other words for each direction, used in the accepted spellings of an answer.
 _DIRECTION_WORDS = {
     "horizontal": ("h", "horizontally", "left-right", "left right", "lr", "horizontal flip", "mirrored horizontally"),
-    "vertical": ("v", "vertically", "top-bottom", "top bottom", "up-down", "up down", "tb", "vertical flip",
-                 "mirrored vertically"),
+    "vertical": (
+        "v",
+        "vertically",
+        "top-bottom",
+        "top bottom",
+        "up-down",
+        "up down",
+        "tb",
+        "vertical flip",
+        "mirrored vertically",
+    ),
 }
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom

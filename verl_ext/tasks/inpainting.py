@@ -21,7 +21,8 @@ be recreated from the source picture (:func:`option_pixels`); the true one has `
 from __future__ import annotations
 
 import string
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -88,14 +89,28 @@ class InpaintingTask(Task):
     answer_kind = "label"
     presets = {
         # Big hole; three upright patches that differ in content (just outside the hole or elsewhere).
-        "easy": {"hole_fraction": 0.3, "num_regions": 3, "num_orientations": 1,
-                 "region_kinds": ("shift_out", "elsewhere")},
+        "easy": {
+            "hole_fraction": 0.3,
+            "num_regions": 3,
+            "num_orientations": 1,
+            "region_kinds": ("shift_out", "elsewhere"),
+        },
         # Four patches: the hole's region and one other, each upright and turned or mirrored.
-        "medium": {"hole_fraction": 0.25, "num_regions": 2, "num_orientations": 2, "region_kinds": REGION_KINDS,
-                   "shift": (0.25, 0.5)},
+        "medium": {
+            "hole_fraction": 0.25,
+            "num_regions": 2,
+            "num_orientations": 2,
+            "region_kinds": REGION_KINDS,
+            "shift": (0.25, 0.5),
+        },
         # Six patches from a small hole: its region and a slightly shifted one, each in three orientations.
-        "hard": {"hole_fraction": 0.2, "num_regions": 2, "num_orientations": 3, "region_kinds": ("shift_in",),
-                 "shift": (0.15, 0.3)},
+        "hard": {
+            "hole_fraction": 0.2,
+            "num_regions": 2,
+            "num_orientations": 3,
+            "region_kinds": ("shift_in",),
+            "shift": (0.15, 0.3),
+        },
     }
 
     def make(
@@ -186,8 +201,13 @@ class InpaintingTask(Task):
 
 
 # Orientations an option may be shown in besides upright: (kind, quarter turns counter-clockwise, mirror).
-_TURNS = [("rotate", 1, None), ("rotate", 2, None), ("rotate", 3, None), ("flip", 0, "horizontal"),
-          ("flip", 0, "vertical")]
+_TURNS = [
+    ("rotate", 1, None),
+    ("rotate", 2, None),
+    ("rotate", 3, None),
+    ("flip", 0, "horizontal"),
+    ("flip", 0, "vertical"),
+]
 
 
 def _fill_for(source: Image.Image, hole: Box) -> int:
@@ -200,9 +220,7 @@ def _fill_for(source: Image.Image, hole: Box) -> int:
     # Mean absolute difference between the level and the band's pixels (the window's minus the hole's), so a
     # band half black and half white does not pass for mid grey.
     count = (around.shape[0] * around.shape[1] - inner.shape[0] * inner.shape[1]) * 3
-    contrast = [
-        float((np.abs(around - level).sum() - np.abs(inner - level).sum()) / max(count, 1)) for level in FILLS
-    ]
+    contrast = [float((np.abs(around - level).sum() - np.abs(inner - level).sum()) / max(count, 1)) for level in FILLS]
     for level, value in zip(FILLS, contrast):
         if value >= _FILL_CONTRAST:
             return level

@@ -11,7 +11,8 @@ so a sharp lossless quarter turn cannot be told from a softer interpolated 45-de
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
