@@ -8,7 +8,7 @@ them and verl's own config validation.
 from __future__ import annotations
 
 import pytest
-from test_configs import compose
+from test_configs import CONFIG_DIR, compose
 from test_run_scripts import dry_run, overrides_of, run, setup, write_dataset  # noqa: F401 - setup is a fixture
 
 from verl_ext.launch import settings
@@ -194,7 +194,7 @@ def test_kernel_settings_follow_verls_vlm_example_or_say_why_not():
     config = compose("grpo_qwen2_5_vl")
     assert config.actor_rollout_ref.model.use_fused_kernels is True  # as verl's example and CI
     assert config.actor_rollout_ref.rollout.enable_chunked_prefill is True  # kept; the reason is in the config
-    text = (compose.__globals__["CONFIG_DIR"] / "grpo_qwen2_5_vl.yaml").read_text()
+    text = (CONFIG_DIR / "grpo_qwen2_5_vl.yaml").read_text()
     line = next(line for line in text.splitlines() if "enable_chunked_prefill" in line)
     assert "verl's VLM example turns it off" in line
     assert compose("grpo_cpu_tiny").actor_rollout_ref.model.use_fused_kernels is False

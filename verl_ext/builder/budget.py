@@ -43,7 +43,6 @@ TEMPLATE_OVERHEAD = 32
 _PIECES = regex.compile(PRETOKENIZE_PATTERN)
 # <|vision_start|> and <|vision_end|> around every image's pad tokens.
 TOKENS_AROUND_IMAGE = 2
-MAX_RATIO = MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class VisionGrid:
 
     def resize(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after smart_resize, computed exactly as qwen_vl_utils does."""
-        if max(width, height) > MAX_RATIO * min(width, height):
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
             raise PuzzleSkip("image more elongated than 200:1")
         f = self.factor
         h_bar = max(f, round(height / f) * f)

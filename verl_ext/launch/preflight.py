@@ -187,7 +187,9 @@ def launch_settings(
     for decision in decisions:
         added += decision.overrides
         print(f"setting {' '.join(decision.overrides)}: {decision.reason}", file=sys.stderr)
-    settings.validate_with_verl(compose(config_dir, config_name, [*fixed, *added, *user_overrides]))
+    if decisions:  # otherwise the config composed above is already the final one
+        config = compose(config_dir, config_name, [*fixed, *added, *user_overrides])
+    settings.validate_with_verl(config)
     return added
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
+import io
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -97,10 +97,9 @@ def attention(config: DictConfig, explicit: set[str], flash_attn_installed: bool
             tuple(overrides),
             (
                 "flash-attn is not installed: the actor and reference model use PyTorch SDPA attention on padded "
-                "batches "
-                "(use_remove_padding=false, attn_implementation=sdpa). Each micro-batch is then padded to its longest "
-                "sequence instead of packed, which costs time and activation memory in the log-prob and update phases "
-                f"(rollout in vLLM is unaffected). For the recipe's speed: {FLASH_ATTN_INSTALL}"
+                "batches (use_remove_padding=false, attn_implementation=sdpa). Each micro-batch is then padded to its "
+                "longest sequence instead of packed, which costs time and activation memory in the log-prob and "
+                f"update phases (rollout in vLLM is unaffected). For the recipe's speed: {FLASH_ATTN_INSTALL}"
             ),
         )
     ]
@@ -258,12 +257,9 @@ def validate_with_verl(config: DictConfig, quiet: bool = False) -> None:
     actor = config.actor_rollout_ref.actor
     use_reference = bool(actor.use_kl_loss) or bool(config.algorithm.use_kl_in_reward)
     # verl prints its verdict on stdout, which carries the launcher's overrides: send it elsewhere.
-    sink = open(os.devnull, "w") if quiet else sys.stderr  # noqa: SIM115 - closed below
+    sink = io.StringIO() if quiet else sys.stderr
     try:
         with contextlib.redirect_stdout(sink):
             validate_config(config, use_reference_policy=use_reference, use_critic=False)
     except (AssertionError, ValueError) as error:
         raise PreflightError(f"verl rejects this configuration: {error}") from None
-    finally:
-        if quiet:
-            sink.close()
