@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -95,22 +96,53 @@ def get_source(name: str) -> SourceSpec:
     return SOURCES[key]
 
 
+@dataclass(frozen=True)
+class InputLayout:
+    """How an input path is laid out: the one rule both the benchmark guess and the reader choice follow.
+
+    ``kind`` is ``"tsv"`` (``files``: one TSV, or one benchmark's TSV per split), ``"parquet"`` (``files``: every
+    parquet file under the path) or ``"folder"`` (image files walked recursively; ``files`` is empty).
+    """
+
+    kind: str
+    files: tuple[Path, ...] = ()
+
+
+def input_layout(path: Path) -> InputLayout:
+    """The layout of ``path``; parquet wins over TSV, and TSV over loose images, as a benchmark download holds them."""
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".tsv":
+            return InputLayout("tsv", (path,))
+        if suffix == ".parquet":
+            return InputLayout("parquet", (path,))
+    if path.is_file() or not path.is_dir():
+        raise ValueError(f"{path}: cannot tell the format (expected a .tsv, a .parquet, or a folder of images/parquet)")
+    if any(path.rglob("*.parquet")):
+        return InputLayout("parquet", tuple(parquet_files(path)))
+    images = has_images(path)
+    tsvs = tuple(sorted(path.glob("*.tsv")))
+    if tsvs and not images:
+        return InputLayout("tsv", tsvs)
+    if images:
+        return InputLayout("folder")
+    raise ValueError(f"{path}: found no images, no .parquet and no .tsv file to read")
+
+
+def _tsv_source(tsv: Path) -> str:
+    stem = tsv.stem.lower()
+    return next((source for prefix, source in _TSV_NAMES if stem.startswith(prefix)), "tsv")
+
+
 def detect_source(path: Path) -> str:
     """Guess the benchmark from a path: TSV file names, parquet columns, or a folder of images."""
-    if path.is_file() and path.suffix.lower() == ".tsv":
-        stem = path.stem.lower()
-        return next((source for prefix, source in _TSV_NAMES if stem.startswith(prefix)), "tsv")
-    if path.suffix.lower() == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
-        return _detect_parquet(parquet_files(path)[0])
-    if path.is_dir():
-        tsvs = sorted(path.glob("*.tsv"))
-        named = {detect_source(tsv) for tsv in tsvs}
-        if tsvs and len(named) == 1 and not has_images(path):
-            return named.pop()  # one TSV, or one benchmark's TSV per split
-        if has_images(path):
-            return "folder"
-        raise ValueError(f"{path}: found no images, no .parquet and no single .tsv file to read")
-    raise ValueError(f"{path}: cannot tell the format (expected a .tsv, a .parquet, or a folder of images/parquet)")
+    layout = input_layout(path)
+    if layout.kind == "parquet":
+        return _detect_parquet(layout.files[0])
+    if layout.kind == "tsv":
+        named = {_tsv_source(tsv) for tsv in layout.files}
+        return named.pop() if len(named) == 1 else "tsv"
+    return "folder"
 
 
 def _detect_parquet(file: Path) -> str:
@@ -143,25 +175,19 @@ def resolve_input(source: str | None, input_path: str | Path | None) -> tuple[So
 
 
 def reader_for(spec: SourceSpec, path: Path | None) -> Reader:
-    """The reader that walks ``path``; the format follows from the path, the naming from ``spec``."""
+    """The reader that walks ``path``; the format follows from the path's layout, the naming from ``spec``."""
     if spec.name == "demo":
         return iter_demo
     assert path is not None
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".tsv":
-            return iter_tsv
-        if suffix == ".parquet":
-            return iter_parquet
-        raise ValueError(f"{path}: unsupported file type {suffix!r} (expected .tsv, .parquet or a folder)")
-    if any(path.rglob("*.parquet")):
+    layout = input_layout(path)
+    if layout.kind == "parquet":
         return iter_parquet
-    tsvs = sorted(path.glob("*.tsv"))
-    if len(tsvs) == 1 and not has_images(path):
-        return lambda _path, *args, **kwargs: iter_tsv(tsvs[0], *args, **kwargs)
-    if len(tsvs) > 1 and not has_images(path):
-        return _split_tsvs_reader(path, spec, tsvs)
-    return iter_folder
+    if layout.kind == "folder":
+        return iter_folder
+    if len(layout.files) == 1:
+        tsv = layout.files[0]
+        return lambda _path, *args, **kwargs: iter_tsv(tsv, *args, **kwargs)
+    return _split_tsvs_reader(path, spec, list(layout.files))
 
 
 def _split_tsvs_reader(path: Path, spec: SourceSpec, tsvs: list[Path]) -> Reader:
@@ -247,6 +273,7 @@ __all__ = [
     "SOURCES",
     "DecodeLimits",
     "ImageSkip",
+    "InputLayout",
     "RawDeduper",
     "RawItem",
     "SkipCounter",
@@ -254,6 +281,7 @@ __all__ = [
     "SourceSpec",
     "detect_source",
     "get_source",
+    "input_layout",
     "item_split",
     "iter_images",
     "iter_raw",
