@@ -8,10 +8,10 @@
 #   config   write WORK_DIR/vlmevalkit_config.json from configs/eval/vlmevalkit_ssl.json (training's instruction
 #            as system prompt, use_custom_prompt false) for every NAME=CKPT_DIR
 #   infer    VLMEvalKit --mode infer (raw <think>...</think> <answer>X</answer> outputs)
-#   extract  scripts/extract_answers.py rewrites every prediction file in place to the chosen letter
+#   extract  verl_ext.evaluation.predictions rewrites every prediction file in place to the chosen letter
 #            (raw output kept in raw_prediction; rows without an answer become Z and score wrong)
 #   eval     VLMEvalKit --mode eval --judge exact_matching --reuse (no judge model, no API key)
-#   collect  scripts/collect_results.py -> WORK_DIR/results.{md,json} (first model = baseline for the Δ column)
+#   collect  verl_ext.evaluation.downstream collect -> WORK_DIR/results.{md,json} (first model = baseline for the Δ column)
 #
 # Environment:
 #   VLMEVAL   how to start VLMEvalKit (default "python -m vlmeval"; a clone: "torchrun --nproc-per-node=8 run.py"
@@ -76,13 +76,13 @@ if has_stage extract; then
     echo "error: no prediction files under $WORK_DIR (did the infer stage run?)" >&2; exit 1
   fi
   for f in "${files[@]}"; do
-    python "$REPO/scripts/extract_answers.py" "$f" "$f" --report "${f%.*}_extraction.json"
+    python -m verl_ext.evaluation.predictions "$f" "$f" --report "${f%.*}_extraction.json"
   done
 fi
 if has_stage eval; then
   $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode eval --judge exact_matching --reuse
 fi
 if has_stage collect; then
-  python "$REPO/scripts/collect_results.py" --work-dir "$WORK_DIR" "${model_args[@]}" \
+  python -m verl_ext.evaluation.downstream collect --work-dir "$WORK_DIR" "${model_args[@]}" \
     ${data_args[@]+"${data_args[@]}"} --out "$WORK_DIR"
 fi

@@ -2,11 +2,11 @@
 
 Enable it with::
 
-    reward.custom_reward_function.path=verl_ext/reward.py
+    reward.custom_reward_function.path=pkg://verl_ext.reward
     reward.custom_reward_function.name=compute_score
 
 and tune it with ``+reward.custom_reward_function.reward_kwargs.<name>=<value>`` (see :class:`RewardConfig`).
-verl loads this file by path, not as a module of the package, so every import below is absolute.
+Every import below is absolute, so verl may also load this file by its path (``path=verl_ext/reward.py``).
 
 The reward of one response is::
 

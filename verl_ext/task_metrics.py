@@ -17,7 +17,7 @@ in the sampled batch::
 
 Enable it (sync trainer, the default ``trainer.v1.trainer_mode=sync``)::
 
-    trainer.v1.sampler.custom_sampler.path=verl_ext/task_metrics.py
+    trainer.v1.sampler.custom_sampler.path=pkg://verl_ext.task_metrics
     trainer.v1.sampler.custom_sampler.name=TaskMetricsReplayBuffer
 
 For the async trainer modes use ``name=TaskMetricsReplayBufferAsync``.

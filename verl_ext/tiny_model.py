@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verl_ext.qwen_vision import FACTOR, MERGE_SIZE, MIN_PIXELS, PATCH_SIZE, PRETOKENIZE_PATTERN, TEMPORAL_PATCH_SIZE
+from verl_ext.qwen_vision import (
+    FACTOR,
+    MAX_PIXELS,
+    MERGE_SIZE,
+    MIN_PIXELS,
+    PATCH_SIZE,
+    PRETOKENIZE_PATTERN,
+    TEMPORAL_PATCH_SIZE,
+)
 
 # Qwen2.5's special tokens in id order; in the real tokenizer they follow the 151643 regular tokens.
 QWEN_SPECIAL_TOKENS = (
@@ -150,6 +158,31 @@ _QWEN_VISION = dict(  # the vision tower of both Qwen2.5-VL-3B and -7B
     tokens_per_second=2,
 )
 
+
+def _released(
+    *, hidden_size: int, intermediate_size: int, layers: int, heads: int, kv_heads: int, tied: bool
+) -> ModelSize:
+    """The architecture of a released Qwen2.5-VL size: its text stack, the shared vision tower, Qwen's limits."""
+    return ModelSize(
+        text=dict(
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=128000,
+            rms_norm_eps=1e-6,
+            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
+        ),
+        vision={**_QWEN_VISION, "out_hidden_size": hidden_size},
+        dtype="bfloat16",
+        full_vocabulary=True,
+        min_pixels=MIN_PIXELS,  # the released processor's limits
+        max_pixels=MAX_PIXELS,
+        tie_word_embeddings=tied,
+    )
+
+
 SIZES: dict[str, ModelSize] = {
     "tiny": ModelSize(
         text=dict(
@@ -179,42 +212,8 @@ SIZES: dict[str, ModelSize] = {
         max_pixels=64 * FACTOR * FACTOR,  # at most 64 image tokens per picture: keeps CPU prompts short
         tie_word_embeddings=True,
     ),
-    "3b": ModelSize(
-        text=dict(
-            hidden_size=2048,
-            intermediate_size=11008,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            max_position_embeddings=128000,
-            rms_norm_eps=1e-6,
-            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
-        ),
-        vision={**_QWEN_VISION, "out_hidden_size": 2048},
-        dtype="bfloat16",
-        full_vocabulary=True,
-        min_pixels=3136,  # Qwen2.5-VL's released processor limits
-        max_pixels=12845056,
-        tie_word_embeddings=True,
-    ),
-    "7b": ModelSize(
-        text=dict(
-            hidden_size=3584,
-            intermediate_size=18944,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            max_position_embeddings=128000,
-            rms_norm_eps=1e-6,
-            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
-        ),
-        vision={**_QWEN_VISION, "out_hidden_size": 3584},
-        dtype="bfloat16",
-        full_vocabulary=True,
-        min_pixels=3136,
-        max_pixels=12845056,
-        tie_word_embeddings=False,
-    ),
+    "3b": _released(hidden_size=2048, intermediate_size=11008, layers=36, heads=16, kv_heads=2, tied=True),
+    "7b": _released(hidden_size=3584, intermediate_size=18944, layers=28, heads=28, kv_heads=4, tied=False),
 }
 
 # Format warm-up material: answers of several puzzle kinds, short reasoning lines, generic questions.

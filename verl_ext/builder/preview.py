@@ -1,6 +1,6 @@
 """Look at a built dataset: an HTML gallery (images embedded) and a PNG contact sheet of N puzzles.
 
-python build_benchmarks/preview.py datasets/ssl/mmbench_rotation/val.parquet --out preview/ -n 24
+verl-ext-preview datasets/ssl/mmbench_rotation/val.parquet --out preview/ -n 24
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,3 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sheet = write_contact_sheet(rows, args.out)
     print(f"wrote {page} and {sheet} ({len(rows)} puzzles)")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,10 +5,10 @@ The path from a merged checkpoint to a table (``scripts/eval_downstream.sh`` run
 1. ``config``: write a VLMEvalKit ``--config`` JSON from ``configs/eval/vlmevalkit_ssl.json`` for one or more
    local checkpoints (``NAME=PATH``), e.g. the base model and the trained one.
 2. VLMEvalKit ``--mode infer`` writes ``WORK/<NAME>/<eval_id>/<NAME>_<DATASET>.xlsx``.
-3. ``predictions``: list those files (newest per model and dataset); ``scripts/extract_answers.py`` rewrites each
+3. ``predictions``: list those files (newest per model and dataset); ``verl-ext-extract-answers`` rewrites each
    in place to the chosen letter (:mod:`verl_ext.evaluation.predictions`).
 4. VLMEvalKit ``--mode eval --judge exact_matching --reuse`` scores them without a judge model.
-5. ``collect`` (``scripts/collect_results.py``): the score files (``*_acc.csv``, MME-RealWorld's
+5. ``collect`` (``verl-ext-downstream collect``): the score files (``*_acc.csv``, MME-RealWorld's
    ``*_rating.json``) of every model and dataset → one Markdown/JSON table.
 
 Score files and their headline figure (VLMEvalKit writes fractions; the table shows percent):

@@ -207,7 +207,7 @@ def guard(
 def main(argv: Sequence[str] | None = None) -> int:
     """``check`` (report, exit 1 on overlap) and ``guard`` (exit 1 on overlap unless ALLOW_EVAL_IMAGES=1)."""
     parser = argparse.ArgumentParser(
-        prog="check_leakage.py",
+        prog="verl-ext-check-leakage",
         description=(
             "Compare the pictures of training puzzles with those of an evaluation benchmark (by content id). "
             "Exit 0: no overlap; 1: overlap; 2: error."

@@ -164,9 +164,9 @@ def rewrite_file(src: str | Path, dst: str | Path, **kwargs) -> RewriteReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line of ``scripts/extract_answers.py``."""
+    """Command line of ``verl-ext-extract-answers`` (``python -m verl_ext.evaluation.predictions``)."""
     parser = argparse.ArgumentParser(
-        prog="extract_answers.py",
+        prog="verl-ext-extract-answers",
         description="Rewrite the prediction column of a VLMEvalKit prediction file to the chosen option letter.",
     )
     parser.add_argument("src", type=Path, help="VLMEvalKit prediction file (.xlsx or .tsv)")
@@ -196,3 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -118,7 +118,7 @@ class ContrastiveTask(Task):
         "easy": _MILD,
         "medium": _NORMAL,
         "hard": _STRONG,
-        # The names the issue uses for the two SimCLR settings.
+        # SSL4RL's names for its two augmentation settings, so its configurations can be asked for by name.
         "normal": _NORMAL,
         "strong": _STRONG,
     }

@@ -69,7 +69,7 @@ class PositionTask(Task):
         "medium": {"rows": 3, "cols": 3, "crop_fraction": (0.2, 0.8), "augment": False},
         "hard": {"rows": 3, "cols": 3, "crop_fraction": (0.2, 0.5), "augment": True},
     }
-    # The default: quadrants, no augmentation.
+    # Default: quadrants and no augmentation, SSL4RL's effective setting (its augmentation was off by default).
     default_difficulty = "easy"
 
     def make(

@@ -44,7 +44,8 @@ class RotationTask(Task):
         "medium": {"form": "single", "angles": RIGHT_ANGLES},
         "hard": {"form": "single", "angles": (0, 45, 90, 135, 180, 225, 270, 315)},
     }
-    # The default: the two-image form over quarter turns.
+    # Default: the two-image form (original + rotated) over quarter turns, SSL4RL's setting; the single-image
+    # forms ask the model to know which way is up, which many pictures do not show.
     default_difficulty = "easy"
 
     def make(
