@@ -109,7 +109,9 @@ def write_contact_sheet(rows: Sequence[dict[str, Any]], out: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="HTML gallery and PNG contact sheet of a built puzzle split.")
+    p = argparse.ArgumentParser(
+        prog="verl-ext-preview", description="HTML gallery and PNG contact sheet of a built puzzle split."
+    )
     p.add_argument("data", type=Path, help="a <split>.parquet written by the builder")
     p.add_argument("--out", type=Path, required=True, help="folder for preview.html and contact_sheet.png")
     p.add_argument("-n", type=int, default=16, help="number of puzzles (default 16)")
