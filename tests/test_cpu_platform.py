@@ -207,3 +207,46 @@ def test_cpu_env_exports_what_the_cpu_path_needs() -> None:
     assert env["VLLM_TARGET_DEVICE"] == "cpu" and env["VERL_ENGINE_DEVICE"] == "cuda"
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1" and env["WANDB_MODE"] == "disabled"
     assert Path(env["PYTHONPATH"].split(":")[0]) == BOOT
+
+
+def test_patch_embedding_as_matmul_matches_the_convolution() -> None:
+    """Same outputs and same weight gradients as transformers' Conv3d, for a batch of flattened patches."""
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as modeling
+
+    from verl_ext.cpu.patch_embed import patch_embed_forward
+
+    torch.manual_seed(0)
+    conv = modeling.Qwen2_5_VisionPatchEmbed(patch_size=14, temporal_patch_size=2, in_channels=3, embed_dim=16)
+    patches = torch.randn(24, 3 * 2 * 14 * 14)
+    reference = conv.forward(patches)  # the class's own forward, whatever is patched in this process
+    if getattr(type(conv), "_verl_ext_patch_embed_matmul", False):  # patched here: compute the real convolution
+        reference = conv.proj(patches.view(-1, 3, 2, 14, 14)).view(-1, 16)
+    reference.square().sum().backward()
+    grad_conv, conv.proj.weight.grad = conv.proj.weight.grad.clone(), None
+    ours = patch_embed_forward(conv, patches)
+    ours.square().sum().backward()
+    assert ours.shape == reference.shape == (24, 16)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.proj.weight.grad, grad_conv, rtol=1e-4, atol=1e-4)
+
+
+def test_start_up_hook_patches_the_qwen_patch_embedding() -> None:
+    out = run_python(
+        """
+        from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as modeling
+        from verl_ext.cpu.patch_embed import patch_embed_forward
+        print(modeling.Qwen2_5_VisionPatchEmbed.forward is patch_embed_forward)
+        """,
+        boot_hook=True,
+    )
+    assert out.strip() == "True"
+    out = run_python(
+        """
+        from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+        ensure_torchvision_importable()  # the one CPU fix transformers needs to import; it installs no hook
+        from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as modeling
+        print(getattr(modeling.Qwen2_5_VisionPatchEmbed, "_verl_ext_patch_embed_matmul", False))
+        """,
+        boot_hook=False,
+    )
+    assert out.strip() == "False"  # GPU processes (no start-up hook) keep transformers' own forward

@@ -5,7 +5,9 @@ torchvision or vLLM before verl has a chance to load our platform module. A ``sy
 place that sees every import in a process, so the fixes are attached to module names here:
 
 * before ``torchvision`` is imported: :func:`verl_ext.cpu.torchvision_fix.ensure_torchvision_importable`;
-* after ``vllm.model_executor.layers.utils`` is imported: :func:`verl_ext.cpu.vllm_patches.patch_cpu_linear`.
+* after ``vllm.model_executor.layers.utils`` is imported: :func:`verl_ext.cpu.vllm_patches.patch_cpu_linear`;
+* after transformers' Qwen2.5-VL modelling module is imported:
+  :func:`verl_ext.cpu.patch_embed.patch_qwen2_5_vl_patch_embed` (the vision patch embedding as one GEMM).
 
 Nothing heavy is imported until one of those modules is actually requested, so the hook costs nothing in
 processes that never touch them. :func:`install` is idempotent.
@@ -34,9 +36,16 @@ def _after_vllm_layer_utils(module: ModuleType) -> None:
     patch_cpu_linear(module)
 
 
+def _after_qwen2_5_vl_modeling(module: ModuleType) -> None:
+    from verl_ext.cpu.patch_embed import patch_qwen2_5_vl_patch_embed
+
+    patch_qwen2_5_vl_patch_embed(module)
+
+
 BEFORE_IMPORT: dict[str, Callable[[], None]] = {"torchvision": _before_torchvision}
 AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
     "vllm.model_executor.layers.utils": _after_vllm_layer_utils,
+    "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl": _after_qwen2_5_vl_modeling,
 }
 
 

@@ -1,0 +1,213 @@
+"""A training run's per-step figures from verl's file logger, and the two summaries people ask of them.
+
+verl's ``file`` logger (``trainer.logger`` includes ``file``) appends one JSON line per step to
+``$VERL_FILE_LOGGER_PATH``: ``{"step": N, "data": {metric: value, ...}}``. From it:
+
+* ``times``: verl's per-phase timers (``timing_s/<phase>``) of every step and their median over the steady-state
+  steps (step >= 2: step 1 also pays vLLM's first batch and the optimizer's state allocation);
+* ``curve``: score, format, answered and accuracy per step, and whether the run learned: the mean over the last
+  third of the steps against the first third.
+
+    python -m verl_ext.evaluation.run_log times outputs/demo/metrics.jsonl
+    python -m verl_ext.evaluation.run_log curve outputs/demo/metrics.jsonl --min-gain 0.1 --min-format 0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+Series = tuple[np.ndarray, np.ndarray]  # steps, values (sorted by step)
+
+# verl's timer names in the order a step runs them; other timing_s/* keys are listed after these.
+PHASES = ("gen", "reward", "old_log_prob", "ref", "values", "adv", "update_critic", "update_actor", "update_weights")
+SCORE = "critic/score/mean"
+CURVE_KEYS = ("score", "format", "answered", "acc")  # per task: train/<data_source>/<key>
+STEADY_FROM = 2
+
+
+def load_jsonl_scalars(path: str | Path) -> dict[str, Series]:
+    """Every numeric metric of a ``metrics.jsonl`` as a series; a repeated step (a resumed run) keeps its last value."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such metrics file (the run's VERL_FILE_LOGGER_PATH)")
+    points: dict[str, dict[int, float]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                step, data = int(record["step"]), record["data"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a verl file-logger line ({error})") from None
+            for key, value in data.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    points.setdefault(key, {})[step] = float(value)
+    if not points:
+        raise ValueError(f"{path}: holds no metrics")
+    return {
+        key: (np.array(sorted(by_step), dtype=float), np.array([by_step[s] for s in sorted(by_step)], dtype=float))
+        for key, by_step in points.items()
+    }
+
+
+def phase_names(scalars: Mapping[str, Series]) -> list[str]:
+    """The ``timing_s`` phases present, in step order, ``step`` (the whole step) last."""
+    present = {key.removeprefix("timing_s/") for key in scalars if key.startswith("timing_s/")}
+    ordered = [phase for phase in PHASES if phase in present]
+    ordered += sorted(present - set(ordered) - {"step"})
+    return ordered + (["step"] if "step" in present else [])
+
+
+def steady_medians(scalars: Mapping[str, Series], first: int = STEADY_FROM) -> dict[str, float]:
+    """Median seconds per phase over steps >= ``first``; empty when the run has no such step."""
+    medians = {}
+    for phase in phase_names(scalars):
+        steps, values = scalars[f"timing_s/{phase}"]
+        kept = values[steps >= first]
+        if len(kept):
+            medians[phase] = float(statistics.median(kept))
+    return medians
+
+
+def times_table(scalars: Mapping[str, Series]) -> str:
+    """A text table: one row per step, one column per phase, and the steady-state median row."""
+    phases = phase_names(scalars)
+    if not phases:
+        raise ValueError("the log has no timing_s/* metrics (did the run finish a step?)")
+    steps = sorted({int(s) for phase in phases for s in scalars[f"timing_s/{phase}"][0]})
+    width = max(8, *(len(p) for p in phases))
+    lines = ["step  " + "".join(f"{p:>{width + 1}}" for p in phases)]
+    for step in steps:
+        cells = []
+        for phase in phases:
+            series_steps, values = scalars[f"timing_s/{phase}"]
+            hit = values[series_steps == step]
+            cells.append(f"{hit[0]:>{width + 1}.2f}" if len(hit) else " " * width + "-")
+        lines.append(f"{step:>4}  " + "".join(cells))
+    medians = steady_medians(scalars)
+    if medians:
+        label = f"median of steps >= {STEADY_FROM}"
+        lines.append(label)
+        lines.append(" " * 6 + "".join(f"{medians.get(p, math.nan):>{width + 1}.2f}" for p in phases))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Learning:
+    """First third against last third of a run's steps."""
+
+    steps: int
+    score_first: float
+    score_last: float
+    format_last: float | None  # None when no per-task format figure was logged
+
+    @property
+    def gain(self) -> float:
+        return self.score_last - self.score_first
+
+
+def _thirds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    third = max(1, len(values) // 3)
+    return values[:third], values[-third:]
+
+
+def task_sources(scalars: Mapping[str, Series]) -> list[str]:
+    """Data sources with per-task training figures (``train/<source>/score``)."""
+    return sorted({key.split("/")[1] for key in scalars if key.startswith("train/") and key.endswith("/score")})
+
+
+def learning(scalars: Mapping[str, Series]) -> Learning:
+    """Score gain and late format rate; the format rate is the mean over tasks of ``train/<source>/format``."""
+    if SCORE not in scalars:
+        raise ValueError(f"the log has no {SCORE} (did the run finish a step?)")
+    steps, scores = scalars[SCORE]
+    first, last = _thirds(scores)
+    formats = [scalars[f"train/{s}/format"][1] for s in task_sources(scalars) if f"train/{s}/format" in scalars]
+    format_last = float(np.mean([_thirds(values)[1].mean() for values in formats])) if formats else None
+    return Learning(len(steps), float(first.mean()), float(last.mean()), format_last)
+
+
+def curve_table(scalars: Mapping[str, Series]) -> str:
+    """Per step: mean score (min..max) and, per task, format / answered / accuracy."""
+    steps, scores = scalars[SCORE]
+    sources = task_sources(scalars)
+    lines = []
+    for i, step in enumerate(steps):
+        low = scalars.get("critic/score/min", (steps, scores))[1][i]
+        high = scalars.get("critic/score/max", (steps, scores))[1][i]
+        parts = [f"step {int(step):>3}: score {scores[i]:.3f} ({low:.2f}..{high:.2f})"]
+        for source in sources:
+            figures = []
+            for key in CURVE_KEYS[1:]:
+                series = scalars.get(f"train/{source}/{key}")
+                if series is not None and step in series[0]:
+                    figures.append(f"{key} {series[1][series[0] == step][0]:.2f}")
+            if figures:
+                parts.append(f"{source}: " + " ".join(figures))
+        if "timing_s/step" in scalars:
+            parts.append(f"{scalars['timing_s/step'][1][i]:.1f} s")
+        lines.append(", ".join(parts))
+    return "\n".join(lines)
+
+
+def _main_times(args: argparse.Namespace) -> int:
+    print(times_table(load_jsonl_scalars(args.metrics)))
+    return 0
+
+
+def _main_curve(args: argparse.Namespace) -> int:
+    scalars = load_jsonl_scalars(args.metrics)
+    print(curve_table(scalars))
+    result = learning(scalars)
+    third = max(1, result.steps // 3)
+    fmt = "n/a" if result.format_last is None else f"{result.format_last:.3f}"
+    print(
+        f"score: first {third} steps {result.score_first:.3f}, last {third} steps {result.score_last:.3f}"
+        f" (gain {result.gain:+.3f}); format rate over the last {third} steps: {fmt}"
+    )
+    failed = []
+    if args.min_gain is not None and result.gain < args.min_gain:
+        failed.append(f"score gain {result.gain:+.3f} < {args.min_gain}")
+    if args.min_format is not None and (result.format_last is None or result.format_last < args.min_format):
+        failed.append(f"late format rate {fmt} < {args.min_format}")
+    if failed:
+        print("not learned: " + "; ".join(failed))
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_ext.evaluation.run_log",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    times = sub.add_parser("times", help="per-phase seconds of every step and the steady-state median")
+    times.add_argument("metrics", type=Path, help="metrics.jsonl of verl's file logger")
+    times.set_defaults(run=_main_times)
+    curve = sub.add_parser("curve", help="per-step score and task figures; first third vs last third")
+    curve.add_argument("metrics", type=Path, help="metrics.jsonl of verl's file logger")
+    curve.add_argument("--min-gain", type=float, help="exit 1 when the score gain is below this")
+    curve.add_argument("--min-format", type=float, help="exit 1 when the late format rate is below this")
+    curve.set_defaults(run=_main_curve)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
