@@ -37,6 +37,7 @@ def write_run(logdir, steps=range(1, 31), with_tasks=True, with_val=True, start_
                 metrics[f"train/{ds}/acc"] = 0.2 + 0.6 * t - 0.1 * i
                 metrics[f"train/{ds}/partial"] = 0.3 + 0.5 * t
                 metrics[f"train/{ds}/format"] = min(1.0, 0.5 + t)
+                metrics[f"train/{ds}/answered"] = min(1.0, 0.6 + t)
                 metrics[f"train/{ds}/flat_groups"] = 0.5 * (1 - t)
                 metrics[f"train/{ds}/responses_total"] = 40
         if with_val and (step % 10 == 0 or step == 1):

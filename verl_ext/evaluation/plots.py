@@ -1,11 +1,11 @@
-"""PNG plots of a training run from its TensorBoard event files.
+"""PNG plots of a training run from its TensorBoard event files (or the ``metrics.jsonl`` of verl's file logger).
 
 verl's TensorBoard logger writes every metric with ``add_scalar(name, value, step)``. The plots use these names:
 
 * reward: ``critic/score/mean`` (band ``critic/score/min``…``max``) and per task ``train/<data_source>/score``
   (the per-task keys come from :class:`verl_ext.task_metrics.TaskMetricsReplayBuffer`)
-* accuracy / partial credit / format rate / flat groups per task:
-  ``train/<data_source>/{acc,partial,format,flat_groups}``
+* accuracy / partial credit / format rate / valid answers / flat groups per task:
+  ``train/<data_source>/{acc,partial,format,answered,flat_groups}``
 * response length: ``response_length/mean`` (band min…max) and ``response_length/clip_ratio``
 * KL: ``actor/kl_loss`` (and ``actor/ppo_kl`` when logged)
 * validation: ``val-core/<data_source>/acc/mean@N`` and ``val-aux/<data_source>/format/mean@N``
@@ -30,7 +30,8 @@ matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-Series = tuple[np.ndarray, np.ndarray]  # steps, values (sorted by step)
+from verl_ext.evaluation.run_log import Series, load_jsonl_scalars  # noqa: E402
+
 ALL_TASKS = "all tasks"
 
 EVENT_GLOB = "events.out.tfevents.*"
@@ -39,11 +40,14 @@ EVENT_GLOB = "events.out.tfevents.*"
 def load_scalars(logdir: str | Path) -> dict[str, Series]:
     """Every scalar series under ``logdir`` (searched recursively), merged across event files.
 
-    A resumed run writes a new event file that repeats some steps; the value written last wins.
+    A resumed run writes a new event file that repeats some steps; the value written last wins. ``logdir`` may
+    also be the ``metrics.jsonl`` of verl's file logger (the CPU demo logs there instead of TensorBoard).
     """
+    logdir = Path(logdir)
+    if logdir.suffix == ".jsonl":
+        return load_jsonl_scalars(logdir)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logdir = Path(logdir)
     if not logdir.exists():
         raise FileNotFoundError(f"{logdir}: no such log folder")
     files = sorted(logdir.rglob(EVENT_GLOB)) if logdir.is_dir() else [logdir]
@@ -147,6 +151,7 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
         ("acc", "Accuracy per task (training rollouts)", "exactly right (%)"),
         ("partial", "Partial credit per task (training rollouts)", "partial credit (%)"),
         ("format", "Format rate per task (training rollouts)", "well-formed (%)"),
+        ("answered", "Valid answers per task (training rollouts)", "answer is a valid label (%)"),
         ("flat_groups", "Groups with no learning signal (all rollouts scored alike)", "prompts (%)"),
     ):
         panel = Panel(f"{key}_per_task", title, ylabel, percent=True)
@@ -276,8 +281,10 @@ def plot_run(logdir: str | Path, out_dir: str | Path, smoothing: float = 0.6) ->
 
 def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print) -> int:
     """Command line of ``scripts/plot_run.py``."""
-    parser = argparse.ArgumentParser(prog="plot_run.py", description="PNG plots of a run's TensorBoard logs.")
-    parser.add_argument("logdir", type=Path, help="TensorBoard folder of the run (searched recursively)")
+    parser = argparse.ArgumentParser(prog="plot_run.py", description="PNG plots of a run's logged metrics.")
+    parser.add_argument(
+        "logdir", type=Path, help="TensorBoard folder of the run (searched recursively), or its metrics.jsonl"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     parser.add_argument("--smooth", type=float, default=0.6, help="EMA weight for training curves (0 = raw)")
     args = parser.parse_args(argv)
@@ -285,7 +292,7 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
         parser.error("--smooth must lie in [0, 1)")
     try:
         manifest = plot_run(args.logdir, args.out, args.smooth)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     echo(f"{manifest['series']} series in {args.logdir}; wrote {len(manifest['written'])} plots to {args.out}")

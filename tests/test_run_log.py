@@ -1,0 +1,83 @@
+"""Per-step summaries of verl's file-logger output: phase times and the learning verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from verl_ext.evaluation import plots, run_log
+
+
+def write_metrics(path: Path, scores: list[float], formats: list[float] | None = None) -> Path:
+    """A metrics.jsonl as verl's file logger writes it: one {"step", "data"} line per step."""
+    with path.open("w") as out:
+        for i, score in enumerate(scores):
+            data = {
+                "critic/score/mean": score,
+                "critic/score/min": 0.0,
+                "critic/score/max": 1.0,
+                "timing_s/gen": 4.0 + i,
+                "timing_s/update_actor": 30.0 if i == 0 else 1.0 + 0.1 * i,
+                "timing_s/step": 40.0 if i == 0 else 6.0 + 0.1 * i,
+                "timing_s/old_log_prob": 0.7,
+                "train/ssl_rotation/score": score,
+                "train/ssl_rotation/acc": score,
+                "train/ssl_rotation/answered": 1.0,
+                "note": "text values are ignored",
+            }
+            if formats is not None:
+                data["train/ssl_rotation/format"] = formats[i]
+            out.write(json.dumps({"step": i + 1, "data": data}) + "\n")
+    return path
+
+
+def test_times_table_orders_phases_and_takes_the_steady_state_median(tmp_path: Path) -> None:
+    scalars = run_log.load_jsonl_scalars(write_metrics(tmp_path / "m.jsonl", [0.1, 0.2, 0.3, 0.4]))
+    assert run_log.phase_names(scalars) == ["gen", "old_log_prob", "update_actor", "step"]
+    medians = run_log.steady_medians(scalars)
+    assert medians["update_actor"] == pytest.approx(1.2)  # steps 2..4: 1.1, 1.2, 1.3; step 1 (30 s) left out
+    assert medians["step"] == pytest.approx(6.2)
+    table = run_log.times_table(scalars)
+    assert table.splitlines()[0].split() == ["step", "gen", "old_log_prob", "update_actor", "step"]
+    assert "median of steps >= 2" in table
+
+
+def test_learning_compares_the_first_and_last_third(tmp_path: Path) -> None:
+    scores = [0.1] * 3 + [0.2] * 3 + [0.35] * 3
+    formats = [0.5] * 6 + [0.95] * 3
+    result = run_log.learning(run_log.load_jsonl_scalars(write_metrics(tmp_path / "m.jsonl", scores, formats)))
+    assert (result.steps, result.score_first, result.score_last) == (9, pytest.approx(0.1), pytest.approx(0.35))
+    assert result.gain == pytest.approx(0.25) and result.format_last == pytest.approx(0.95)
+
+
+def test_curve_command_says_when_a_run_did_not_learn(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    flat = write_metrics(tmp_path / "flat.jsonl", [0.1] * 6, [0.5] * 6)
+    assert run_log.main(["curve", str(flat), "--min-gain", "0.1", "--min-format", "0.9"]) == 1
+    out = capsys.readouterr().out
+    assert "step   6: score 0.100" in out and "not learned: score gain +0.000 < 0.1; late format rate 0.500" in out
+    rising = write_metrics(tmp_path / "rising.jsonl", [0.0, 0.1, 0.3, 0.4, 0.5, 0.6], [0.4, 0.6, 0.9, 0.9, 1, 1])
+    assert run_log.main(["curve", str(rising), "--min-gain", "0.1", "--min-format", "0.9"]) == 0
+
+
+def test_a_repeated_step_keeps_its_last_value_and_bad_lines_are_named(tmp_path: Path) -> None:
+    path = write_metrics(tmp_path / "m.jsonl", [0.1, 0.2])
+    with path.open("a") as out:
+        out.write(json.dumps({"step": 2, "data": {"critic/score/mean": 0.9}}) + "\n")
+    steps, values = run_log.load_jsonl_scalars(path)["critic/score/mean"]
+    assert steps.tolist() == [1, 2] and values.tolist() == [0.1, 0.9]
+    with path.open("a") as out:
+        out.write("{not json\n")
+    with pytest.raises(ValueError, match=r"m\.jsonl:4: not a verl file-logger line"):
+        run_log.load_jsonl_scalars(path)
+    assert run_log.main(["times", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_plot_run_draws_a_metrics_jsonl(tmp_path: Path) -> None:
+    path = write_metrics(tmp_path / "metrics.jsonl", [0.1, 0.2, 0.3], [0.5, 0.7, 0.9])
+    manifest = plots.plot_run(path, tmp_path / "plots")
+    assert {"reward.png", "acc_per_task.png", "format_per_task.png", "answered_per_task.png"} <= set(
+        manifest["written"]
+    )
+    assert (tmp_path / "plots" / "overview.png").stat().st_size > 0
