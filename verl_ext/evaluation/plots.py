@@ -269,7 +269,8 @@ def plot_run(logdir: str | Path, out_dir: str | Path, smoothing: float = 0.6) ->
             _draw(ax, panel, smoothing, colors)
         for ax in list(axes.flat)[len(drawn) :]:
             ax.axis("off")
-        fig.suptitle(f"Run: {Path(logdir).resolve().name}", fontsize=13)
+        run = Path(logdir).resolve()
+        fig.suptitle(f"Run: {run.parent.name if run.is_file() else run.name}", fontsize=13)  # a metrics.jsonl: its run
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (4 * rows)))  # leave room for the title
         fig.savefig(out_dir / "overview.png")
         plt.close(fig)
