@@ -76,6 +76,7 @@ def test_plot_run_writes_readable_pngs(tmp_path):
         "acc_per_task.png",
         "partial_per_task.png",
         "format_per_task.png",
+        "answered_per_task.png",
         "flat_groups_per_task.png",
         "response_length.png",
         "response_clip_ratio.png",
