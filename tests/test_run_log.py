@@ -81,3 +81,27 @@ def test_plot_run_draws_a_metrics_jsonl(tmp_path: Path) -> None:
         manifest["written"]
     )
     assert (tmp_path / "plots" / "overview.png").stat().st_size > 0
+
+
+def test_heldout_reports_first_and_last_against_chance_and_the_constant_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    metrics = tmp_path / "metrics.jsonl"
+    with metrics.open("w") as out:
+        for step, acc in ((0, 0.5), (20, 0.55), (40, 0.7)):
+            data = {"val-core/ssl_rotation/acc/mean@1": acc, "val-core/ssl_rotation/acc/mean@4": acc - 0.1}
+            out.write(json.dumps({"step": step, "data": data}) + "\n")
+    params = json.dumps({"angles": [0, 180], "form": "single"})
+    rows = [
+        {"reward_model": {"ground_truth": truth}, "extra_info": {"task": "rotation", "params": params}}
+        for truth in ("0", "180", "180", "180")
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "val.parquet")
+    assert run_log.main(["heldout", str(metrics), "--val-data", str(tmp_path / "val.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "step 0: 0.400, step 20: 0.450, step 40: 0.600" in out  # the largest N (mean@4) is the one shown
+    assert "first 0.400 (step 0) -> last 0.600 (step 40)" in out
+    assert "bars: chance 0.500; always the most common answer 0.750" in out

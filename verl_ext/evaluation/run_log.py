@@ -6,10 +6,13 @@ verl's ``file`` logger (``trainer.logger`` includes ``file``) appends one JSON l
 * ``times``: verl's per-phase timers (``timing_s/<phase>``) of every step and their median over the steady-state
   steps (step >= 2: step 1 also pays vLLM's first batch and the optimizer's state allocation);
 * ``curve``: score, format, answered and accuracy per step, and whether the run learned: the mean over the last
-  third of the steps against the first third.
+  third of the steps against the first third;
+* ``heldout``: validation accuracy (verl's greedy pass over the val split) at every evaluated step, first against
+  last, next to the two bars a learner must beat: chance and always giving the split's most common answer.
 
     python -m verl_ext.evaluation.run_log times outputs/demo/metrics.jsonl
     python -m verl_ext.evaluation.run_log curve outputs/demo/metrics.jsonl --min-gain 0.1 --min-format 0.9
+    python -m verl_ext.evaluation.run_log heldout outputs/bench_learning/metrics.jsonl --val-data VAL.parquet
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +165,39 @@ def curve_table(scalars: Mapping[str, Series]) -> str:
     return "\n".join(lines)
 
 
+_VAL_ACC = re.compile(r"val-core/(.+)/acc/mean@(\d+)")
+
+
+def heldout_accuracy(scalars: Mapping[str, Series]) -> dict[str, Series]:
+    """Validation accuracy per data source (``val-core/<source>/acc/mean@N``, the largest N logged)."""
+    best: dict[str, tuple[int, Series]] = {}
+    for key, series in scalars.items():
+        match = _VAL_ACC.fullmatch(key)
+        if match and (match.group(1) not in best or int(match.group(2)) > best[match.group(1)][0]):
+            best[match.group(1)] = (int(match.group(2)), series)
+    return {source: series for source, (_, series) in sorted(best.items())}
+
+
+def answer_baselines(val_parquet: str | Path) -> tuple[float, float]:
+    """(chance, most-common-answer rate) of a label-task split: what guessing and a constant answer score."""
+    import pyarrow.parquet as pq
+
+    from verl_ext.tasks import get_task
+    from verl_ext.tasks.base import PuzzleParams
+
+    rows = pq.read_table(val_parquet, columns=["reward_model", "extra_info"]).to_pylist()
+    if not rows:
+        raise ValueError(f"{val_parquet}: no rows")
+    truths = [row["reward_model"]["ground_truth"] for row in rows]
+    chance = []
+    for row in rows:
+        task = get_task(row["extra_info"]["task"])
+        if task.answer_kind != "label":
+            raise ValueError(f"{val_parquet}: task {task.name!r} has no label set; baselines need a label task")
+        chance.append(1 / len(task.labels(PuzzleParams(row["extra_info"]["params"]))))
+    return float(np.mean(chance)), Counter(truths).most_common(1)[0][1] / len(truths)
+
+
 def _main_times(args: argparse.Namespace) -> int:
     print(times_table(load_jsonl_scalars(args.metrics)))
     return 0
@@ -186,6 +224,20 @@ def _main_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _main_heldout(args: argparse.Namespace) -> int:
+    per_source = heldout_accuracy(load_jsonl_scalars(args.metrics))
+    if not per_source:
+        raise ValueError(f"{args.metrics}: no val-core/<task>/acc/mean@N (did the run validate?)")
+    chance, majority = answer_baselines(args.val_data) if args.val_data else (None, None)
+    for source, (steps, values) in per_source.items():
+        points = ", ".join(f"step {int(s)}: {v:.3f}" for s, v in zip(steps, values))
+        print(f"{source} held-out accuracy: {points}")
+        print(f"  first {values[0]:.3f} (step {int(steps[0])}) -> last {values[-1]:.3f} (step {int(steps[-1])})")
+    if chance is not None:
+        print(f"  bars: chance {chance:.3f}; always the most common answer {majority:.3f}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m verl_ext.evaluation.run_log",
@@ -201,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     curve.add_argument("--min-gain", type=float, help="exit 1 when the score gain is below this")
     curve.add_argument("--min-format", type=float, help="exit 1 when the late format rate is below this")
     curve.set_defaults(run=_main_curve)
+    held = sub.add_parser("heldout", help="validation accuracy per evaluated step against chance")
+    held.add_argument("metrics", type=Path, help="metrics.jsonl of verl's file logger")
+    held.add_argument("--val-data", type=Path, help="the val split's parquet, for the chance and constant-answer bars")
+    held.set_defaults(run=_main_heldout)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
