@@ -160,52 +160,73 @@ def test_rollout_engine_sees_the_picture(rotation_rows: Path, processor, tiny_mo
     assert differs, f"vLLM gave the same first-token log-probs for two different pictures: {first_a}"
 
 
-def test_actor_log_probs_see_the_picture(rotation_rows: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    """verl's actor inputs for one fixed response, with only the picture changed, give other log-probs."""
-    import types
+def test_actor_log_probs_see_the_picture(rotation_rows: Path, processor, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """verl's actor inputs for one fixed response, with only the picture changed, give other log-probs.
 
-    import torch
+    Runs in its own interpreter: verl's model patch changes the Qwen2.5-VL class for the whole process.
+    """
     from PIL import ImageOps
-    from transformers import Qwen2_5_VLForConditionalGeneration
-    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
-    from verl.models.transformers.monkey_patch import apply_monkey_patch
-    from verl.utils.tokenizer.tokenizer import hf_processor
-    from verl.utils.torch_functional import logprobs_from_logits
 
-    processor = hf_processor(str(tiny_model_dir))  # verl's processor: get_rope_index bound as in training
     prompt_ids, images, _item = verl_prompt(rotation_rows, 0, processor, tmp_path / "cache")
-    response = processor.tokenizer("<think> the sky is up </think> <answer>90</answer><|im_end|>").input_ids
-    input_ids = torch.tensor([prompt_ids + response])
-    attention_mask = torch.ones_like(input_ids)
-    # The agent-loop worker's own methods build the actor's multi-modal inputs and M-RoPE positions; they read
-    # only the processor, the tokenizer and the processor kwargs of the worker.
-    worker = types.SimpleNamespace(
-        processor=processor, tokenizer=processor.tokenizer, _get_mm_processor_kwargs=lambda audios=None: {}
+    paths = {"same": [], "other": []}
+    for k, image in enumerate(images):
+        for name, picture in (("same", image), ("other", ImageOps.invert(image.convert("RGB")))):
+            path = tmp_path / f"{name}{k}.png"
+            picture.save(path)
+            paths[name].append(str(path))
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps({"ids": prompt_ids, "images": paths, "model": str(tiny_model_dir)}))
+    out = _cpu_python(
+        f"""
+        import json, types
+        import torch
+        from PIL import Image
+        from transformers import Qwen2_5_VLForConditionalGeneration
+        from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+        from verl.models.transformers.monkey_patch import apply_monkey_patch
+        from verl.utils.tokenizer.tokenizer import hf_processor
+        from verl.utils.torch_functional import logprobs_from_logits
+
+        payload = json.load(open({str(payload)!r}))
+        processor = hf_processor(payload["model"])  # verl's processor: get_rope_index bound as in training
+        response = processor.tokenizer("<think> the sky is up </think> <answer>90</answer><|im_end|>").input_ids
+        input_ids = torch.tensor([payload["ids"] + response])
+        attention_mask = torch.ones_like(input_ids)
+        # The agent-loop worker's own methods build the actor's multi-modal inputs and M-RoPE positions; they
+        # read only the processor, the tokenizer and the processor kwargs of the worker.
+        worker = types.SimpleNamespace(
+            processor=processor, tokenizer=processor.tokenizer, _get_mm_processor_kwargs=lambda audios=None: {{}}
+        )
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(payload["model"], torch_dtype=torch.float32)
+        apply_monkey_patch(model=model, use_remove_padding=False)  # as verl's FSDP engine does before training
+        model.eval()
+
+        def response_log_probs(files):
+            pictures = [Image.open(f).convert("RGB") for f in files]
+            output = types.SimpleNamespace(multi_modal_data={{"images": pictures}}, mm_processor_kwargs=None)
+            inputs = AgentLoopWorker._compute_multi_modal_inputs(worker, output, input_ids)
+            assert {{"pixel_values", "image_grid_thw"}} <= set(inputs), sorted(inputs)
+            position_ids = AgentLoopWorker._compute_position_ids(worker, input_ids, attention_mask, dict(inputs))
+            model_inputs = {{k: v for k, v in inputs.items() if k in ("pixel_values", "image_grid_thw")}}
+            with torch.no_grad():
+                logits = model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids.transpose(0, 1),  # (1, 4, L) -> (4, 1, L), as the engine passes them
+                    use_cache=False,
+                    **model_inputs,
+                ).logits
+            start = len(payload["ids"])
+            return logprobs_from_logits(logits[:, start - 1 : -1], input_ids[:, start:])[0].tolist()
+
+        same = response_log_probs(payload["images"]["same"])
+        again = response_log_probs(payload["images"]["same"])
+        other = response_log_probs(payload["images"]["other"])
+        print("RESULT" + json.dumps([same, again, other, len(response)]))
+        """,
+        tmp_path,
     )
-
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(tiny_model_dir), torch_dtype=torch.float32)
-    apply_monkey_patch(model=model, use_remove_padding=False)  # as verl's FSDP engine does before training
-    model.eval()
-
-    def response_log_probs(pictures: list) -> torch.Tensor:
-        output = types.SimpleNamespace(multi_modal_data={"images": pictures}, mm_processor_kwargs=None)
-        inputs = AgentLoopWorker._compute_multi_modal_inputs(worker, output, input_ids)
-        assert {"pixel_values", "image_grid_thw"} <= set(inputs)
-        position_ids = AgentLoopWorker._compute_position_ids(worker, input_ids, attention_mask, dict(inputs))
-        model_inputs = {k: v for k, v in inputs.items() if k in ("pixel_values", "image_grid_thw")}
-        with torch.no_grad():
-            logits = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids.transpose(0, 1),  # (1, 4, L) -> (4, 1, L), as the engine passes them
-                use_cache=False,
-                **model_inputs,
-            ).logits
-        start = len(prompt_ids)
-        return logprobs_from_logits(logits[:, start - 1 : -1], input_ids[:, start:])
-
-    same = response_log_probs(images)
-    torch.testing.assert_close(response_log_probs(images), same)  # deterministic: a difference is the picture's
-    other = response_log_probs([ImageOps.invert(image.convert("RGB")) for image in images])
-    assert same.shape == other.shape == (1, len(response))
-    assert (same - other).abs().max() > 1e-4, "the actor's log-probs did not change with the picture"
+    same, again, other, length = json.loads(out.split("RESULT", 1)[1])
+    assert len(same) == len(other) == length
+    assert again == pytest.approx(same, abs=1e-6)  # deterministic: a difference is the picture's
+    assert max(abs(a - b) for a, b in zip(same, other)) > 1e-4, "the actor's log-probs did not change with the picture"
