@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow.parquet as pq
 
@@ -104,7 +105,7 @@ class InputLayout:
     parquet file under the path) or ``"folder"`` (image files walked recursively; ``files`` is empty).
     """
 
-    kind: str
+    kind: Literal["tsv", "parquet", "folder"]
     files: tuple[Path, ...] = ()
 
 
