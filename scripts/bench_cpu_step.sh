@@ -9,6 +9,7 @@
 #   STEPS      GRPO steps to time                                 [6]
 #   TASK       puzzle task                                        [rotation]
 #   BENCH_DIR  model, puzzles and logs (reused when present)      [outputs/bench_cpu_step]
+# run_grpo.sh builds the puzzles into BENCH_DIR/data_TASK the first time, sized for the config's prompt length.
 #   PYTHON     interpreter of an environment with the CPU stack   [python]
 set -euo pipefail
 
@@ -16,19 +17,11 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 STEPS="${STEPS:-6}"
 TASK="${TASK:-rotation}"
-OUT="${BENCH_DIR:-$REPO/outputs/bench_cpu_step}"
-[[ "$OUT" == /* ]] || OUT="$PWD/$OUT"
-mkdir -p "$OUT"
 source "$REPO/scripts/lib/cpu_env.sh"
-
-if [[ ! -f "$OUT/model/config.json" ]]; then
-  "$PYTHON" "$REPO/scripts/make_tiny_model.py" --out "$OUT/model" --format-warmup-steps "${FORMAT_WARMUP_STEPS:-200}" > /dev/null
-fi
-if [[ ! -f "$OUT/data_$TASK/manifest.json" ]]; then
-  "$PYTHON" "$REPO/build_benchmarks/build.py" --task "$TASK" --source demo --output "$OUT/data_$TASK" --no-progress \
-    --max-prompt-tokens "$("$PYTHON" -m verl_ext.launch.preflight config-value "$REPO/configs" grpo_cpu_tiny \
-      data.max_prompt_length "$@")" > /dev/null
-fi
+source "$REPO/scripts/lib/common.sh"
+OUT="$(abspath "${BENCH_DIR:-$REPO/outputs/bench_cpu_step}")"
+mkdir -p "$OUT"
+ensure_demo_model "$OUT/model"
 
 rm -rf "$OUT/checkpoints" "$OUT/metrics.jsonl"
 start=$SECONDS

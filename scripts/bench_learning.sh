@@ -18,21 +18,15 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 STEPS="${STEPS:-120}"
 VAL_EVERY="${VAL_EVERY:-20}"
-OUT="${BENCH_DIR:-$REPO/outputs/bench_learning}"
-[[ "$OUT" == /* ]] || OUT="$PWD/$OUT"
-mkdir -p "$OUT"
 source "$REPO/scripts/lib/cpu_env.sh"
-
-if [[ ! -f "$OUT/model/config.json" ]]; then
-  # The same starting point as the demo: the answer format partly learned, nothing about any puzzle.
-  "$PYTHON" "$REPO/scripts/make_tiny_model.py" --out "$OUT/model" --format-warmup-steps 200 > /dev/null 2>&1
-fi
-if [[ ! -f "$OUT/data/manifest.json" ]]; then
-  # 6 puzzles per photograph (each its own crop and angle): 240 training and 60 held-out puzzles, each prompt
-  # counted exactly with the model's processor (233 tokens) so data.max_prompt_length=256 below holds them all.
-  "$PYTHON" "$REPO/build_benchmarks/build.py" --task rotation --source demo --output "$OUT/data" --no-progress \
-    --max-prompt-tokens 256 --option 'form="single"' --option 'angles=[0,180]' --puzzles-per-image 6 --tokenizer "$OUT/model"
-fi
+source "$REPO/scripts/lib/common.sh"
+OUT="$(abspath "${BENCH_DIR:-$REPO/outputs/bench_learning}")"
+mkdir -p "$OUT"
+ensure_demo_model "$OUT/model"  # the demo's starting point: answer format partly learned, no puzzle knowledge
+# run_grpo.sh builds the puzzles the first time: 6 per photograph (each its own crop and angle), 240 training and
+# 60 held-out puzzles, each counted exactly with the model's processor (233 tokens), so the prompt length of 256
+# set below (which run_grpo.sh also hands the builder) holds them all.
+export BUILD_ARGS="--option form=\"single\" --option angles=[0,180] --puzzles-per-image 6 --tokenizer $OUT/model"
 
 rm -rf "$OUT/checkpoints" "$OUT/metrics.jsonl" "$OUT/plots"
 start=$SECONDS

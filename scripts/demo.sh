@@ -31,20 +31,16 @@ fail() { printf '\n[demo.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
 stage "1/6 installing the pinned CPU stack into $VENV"
 source "$REPO/scripts/lib/install.sh"
+source "$REPO/scripts/lib/common.sh"
 install_cpu_stack "$VENV" || fail "installing the CPU stack failed (see above)"
 export PATH="$VENV/bin:$PATH" PYTHON="$VENV/bin/python"
 source "$REPO/scripts/lib/cpu_env.sh"
 mkdir -p "$OUT"
 
 stage "2/6 building a tiny random Qwen2.5-VL (offline) in $OUT/model; warming up its answer format"
-if [[ ! -f "$OUT/model/config.json" ]]; then
-  # The warm-up teaches only the <think>/<answer> shape, with answers of every puzzle kind: after 200 steps about
-  # two thirds of the responses are well formed and most answers are no rotation angle. GRPO does the rest.
-  python scripts/make_tiny_model.py --out "$OUT/model" --format-warmup-steps 200 2>&1 | grep -v -i -E "warn|writing model shards" || true
-  [[ -f "$OUT/model/config.json" ]] || fail "the tiny model was not written"
-else
-  echo "reusing $OUT/model"
-fi
+[[ -f "$OUT/model/config.json" ]] && echo "reusing $OUT/model"
+# The warm-up teaches only the <think>/<answer> shape, with answers of every puzzle kind; GRPO does the rest.
+ensure_demo_model "$OUT/model"
 
 stage "3/6 building $TASK puzzles from the bundled demo photographs in $OUT/data"
 if [[ ! -f "$OUT/data/manifest.json" ]]; then
@@ -85,8 +81,13 @@ python scripts/answer_puzzle.py "$OUT/merged" "$OUT/data/val.parquet" --max-new-
 
 echo
 echo "per-step curve (training rollouts; first third of the steps against the last third):"
-python -m verl_ext.evaluation.run_log curve "$OUT/metrics.jsonl" --min-gain 0.1 --min-format 0.9 \
-  || echo "(this run did not reach the bar above; the curve and plots still show what it did)"
+verdict=0
+python -m verl_ext.evaluation.run_log curve "$OUT/metrics.jsonl" --min-gain 0.1 --min-format 0.9 || verdict=$?
+case "$verdict" in
+  0) ;;
+  1) echo "(this run did not reach the bar above; the curve and plots still show what it did)" ;;
+  *) fail "reading the run's metrics failed ($OUT/metrics.jsonl)" ;;
+esac
 python scripts/plot_run.py "$OUT/metrics.jsonl" --out "$OUT/plots" > "$OUT/plots.log" 2>&1 \
   || { cat "$OUT/plots.log" >&2; fail "plotting the curves failed"; }
 

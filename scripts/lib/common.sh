@@ -94,3 +94,13 @@ use_import_fix_without_gpu() {
     export PYTHONPATH="$REPO_ROOT/verl_ext/cpu/boot${PYTHONPATH:+:$PYTHONPATH}"
   fi
 }
+
+# The CPU runs' starting model, built once into DIR: the tiny Qwen2.5-VL after a 200-step answer-format warm-up
+# (about two thirds of its responses are well formed, most answers are no valid label: something to learn).
+ensure_demo_model() {
+  local dir="$1"
+  [[ -f "$dir/config.json" ]] && return 0
+  "${PYTHON:-python}" "$REPO_ROOT/scripts/make_tiny_model.py" --out "$dir" --format-warmup-steps 200 2>&1 \
+    | grep -v -i -E "warn|writing model shards" || true
+  [[ -f "$dir/config.json" ]] || die "the tiny model was not written to $dir (see the messages above)."
+}
