@@ -30,7 +30,7 @@ matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from verl_ext.evaluation.run_log import Series, load_jsonl_scalars  # noqa: E402
+from verl_ext.evaluation.run_log import Series, load_jsonl_scalars, validation_series  # noqa: E402
 
 ALL_TASKS = "all tasks"
 
@@ -99,17 +99,8 @@ def per_source(scalars: Mapping[str, Series], pattern: str) -> dict[str, Series]
 
 
 def _val_series(scalars: Mapping[str, Series], section: str, key: str) -> dict[str, Series]:
-    """``val-core/<ds>/acc/mean@N`` per data source, using the largest N logged (the headline figure)."""
-    best: dict[str, tuple[int, Series]] = {}
-    regex = re.compile(rf"{section}/(.+)/{key}/mean@(\d+)")
-    for tag, series in scalars.items():
-        m = regex.fullmatch(tag)
-        if m:
-            n = int(m.group(2))
-            label = _source_label(m.group(1))
-            if label not in best or n > best[label][0]:
-                best[label] = (n, series)
-    return {label: series for label, (_, series) in sorted(best.items())}
+    """Validation series per task label (the largest ``mean@N`` of each data source)."""
+    return {_source_label(source): series for source, series in validation_series(scalars, section, key).items()}
 
 
 @dataclass

@@ -35,7 +35,7 @@ Series = tuple[np.ndarray, np.ndarray]  # steps, values (sorted by step)
 # verl's timer names in the order a step runs them; other timing_s/* keys are listed after these.
 PHASES = ("gen", "reward", "old_log_prob", "ref", "values", "adv", "update_critic", "update_actor", "update_weights")
 SCORE = "critic/score/mean"
-CURVE_KEYS = ("score", "format", "answered", "acc")  # per task: train/<data_source>/<key>
+TASK_KEYS = ("format", "answered", "acc")  # per task: train/<data_source>/<key>, shown next to the score
 STEADY_FROM = 2
 
 
@@ -93,11 +93,8 @@ def times_table(scalars: Mapping[str, Series]) -> str:
     width = max(8, *(len(p) for p in phases))
     lines = ["step  " + "".join(f"{p:>{width + 1}}" for p in phases)]
     for step in steps:
-        cells = []
-        for phase in phases:
-            series_steps, values = scalars[f"timing_s/{phase}"]
-            hit = values[series_steps == step]
-            cells.append(f"{hit[0]:>{width + 1}.2f}" if len(hit) else " " * width + "-")
+        values = (value_at(scalars[f"timing_s/{phase}"], step) for phase in phases)
+        cells = (" " * width + "-" if v is None else f"{v:>{width + 1}.2f}" for v in values)
         lines.append(f"{step:>4}  " + "".join(cells))
     medians = steady_medians(scalars)
     if medians:
@@ -119,6 +116,14 @@ class Learning:
     @property
     def gain(self) -> float:
         return self.score_last - self.score_first
+
+
+def value_at(series: Series | None, step: float) -> float | None:
+    """The value a series logged at ``step``; None when it has none there."""
+    if series is None:
+        return None
+    hit = series[1][series[0] == step]
+    return float(hit[0]) if len(hit) else None
 
 
 def _thirds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,32 +152,28 @@ def curve_table(scalars: Mapping[str, Series]) -> str:
     steps, scores = scalars[SCORE]
     sources = task_sources(scalars)
     lines = []
-    for i, step in enumerate(steps):
-        low = scalars.get("critic/score/min", (steps, scores))[1][i]
-        high = scalars.get("critic/score/max", (steps, scores))[1][i]
-        parts = [f"step {int(step):>3}: score {scores[i]:.3f} ({low:.2f}..{high:.2f})"]
+    for step, score in zip(steps, scores):
+        low, high = value_at(scalars.get("critic/score/min"), step), value_at(scalars.get("critic/score/max"), step)
+        band = "" if low is None or high is None else f" ({low:.2f}..{high:.2f})"
+        parts = [f"step {int(step):>3}: score {score:.3f}{band}"]
         for source in sources:
-            figures = []
-            for key in CURVE_KEYS[1:]:
-                series = scalars.get(f"train/{source}/{key}")
-                if series is not None and step in series[0]:
-                    figures.append(f"{key} {series[1][series[0] == step][0]:.2f}")
-            if figures:
-                parts.append(f"{source}: " + " ".join(figures))
-        if "timing_s/step" in scalars:
-            parts.append(f"{scalars['timing_s/step'][1][i]:.1f} s")
+            figures = [(key, value_at(scalars.get(f"train/{source}/{key}"), step)) for key in TASK_KEYS]
+            shown = " ".join(f"{key} {value:.2f}" for key, value in figures if value is not None)
+            if shown:
+                parts.append(f"{source}: {shown}")
+        seconds = value_at(scalars.get("timing_s/step"), step)
+        if seconds is not None:
+            parts.append(f"{seconds:.1f} s")
         lines.append(", ".join(parts))
     return "\n".join(lines)
 
 
-_VAL_ACC = re.compile(r"val-core/(.+)/acc/mean@(\d+)")
-
-
-def heldout_accuracy(scalars: Mapping[str, Series]) -> dict[str, Series]:
-    """Validation accuracy per data source (``val-core/<source>/acc/mean@N``, the largest N logged)."""
+def validation_series(scalars: Mapping[str, Series], section: str, key: str) -> dict[str, Series]:
+    """``<section>/<source>/<key>/mean@N`` per data source, with the largest N logged (the headline figure)."""
+    pattern = re.compile(rf"{re.escape(section)}/(.+)/{re.escape(key)}/mean@(\d+)")
     best: dict[str, tuple[int, Series]] = {}
-    for key, series in scalars.items():
-        match = _VAL_ACC.fullmatch(key)
+    for name, series in scalars.items():
+        match = pattern.fullmatch(name)
         if match and (match.group(1) not in best or int(match.group(2)) > best[match.group(1)][0]):
             best[match.group(1)] = (int(match.group(2)), series)
     return {source: series for source, (_, series) in sorted(best.items())}
@@ -225,7 +226,7 @@ def _main_curve(args: argparse.Namespace) -> int:
 
 
 def _main_heldout(args: argparse.Namespace) -> int:
-    per_source = heldout_accuracy(load_jsonl_scalars(args.metrics))
+    per_source = validation_series(load_jsonl_scalars(args.metrics), "val-core", "acc")
     if not per_source:
         raise ValueError(f"{args.metrics}: no val-core/<task>/acc/mean@N (did the run validate?)")
     chance, majority = answer_baselines(args.val_data) if args.val_data else (None, None)
