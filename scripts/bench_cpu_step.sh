@@ -20,7 +20,7 @@ TASK="${TASK:-rotation}"
 source "$REPO/scripts/lib/cpu_env.sh"
 source "$REPO/scripts/lib/common.sh"
 OUT="$(abspath "${BENCH_DIR:-$REPO/outputs/bench_cpu_step}")"
-mkdir -p "$OUT"
+lock_folder "$OUT" "a CPU step benchmark" "wait for it to end, or set BENCH_DIR to another folder"
 ensure_demo_model "$OUT/model"
 
 rm -rf "$OUT/checkpoints" "$OUT/metrics.jsonl"

@@ -21,7 +21,7 @@ VAL_EVERY="${VAL_EVERY:-20}"
 source "$REPO/scripts/lib/cpu_env.sh"
 source "$REPO/scripts/lib/common.sh"
 OUT="$(abspath "${BENCH_DIR:-$REPO/outputs/bench_learning}")"
-mkdir -p "$OUT"
+lock_folder "$OUT" "a learning benchmark" "wait for it to end, or set BENCH_DIR to another folder"
 ensure_demo_model "$OUT/model"  # the demo's starting point: answer format partly learned, no puzzle knowledge
 # run_grpo.sh builds the puzzles the first time: 6 per photograph (each its own crop and angle), 240 training and
 # 60 held-out puzzles, each counted exactly with the model's processor (233 tokens), so the prompt length of 256

@@ -35,7 +35,8 @@ source "$REPO/scripts/lib/common.sh"
 install_cpu_stack "$VENV" || fail "installing the CPU stack failed (see above)"
 export PATH="$VENV/bin:$PATH" PYTHON="$VENV/bin/python"
 source "$REPO/scripts/lib/cpu_env.sh"
-mkdir -p "$OUT"
+# Two demos in one folder would delete each other's checkpoints (stage 4 starts fresh): the second one stops here.
+lock_folder "$OUT" "a demo run" "wait for it to end, or set DEMO_DIR to another folder"
 
 stage "2/6 building a tiny random Qwen2.5-VL (offline) in $OUT/model; warming up its answer format"
 [[ -f "$OUT/model/config.json" ]] && echo "reusing $OUT/model"

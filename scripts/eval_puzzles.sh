@@ -75,7 +75,8 @@ else
   if [[ ${#labels[@]} -eq 2 && "${labels[0]}" == "${labels[1]}" ]]; then labels=(base trained); fi
 fi
 OUT_DIR="$(abspath "${OUT_DIR:-$REPO_ROOT/outputs/puzzle_eval/${labels[-1]}}")"
-mkdir -p "$OUT_DIR"
+# Two evaluations into one OUT_DIR would delete and overwrite each other's generations: the second one stops here.
+lock_folder "$OUT_DIR" "a puzzle evaluation" "wait for it to end, or set OUT_DIR to another folder"
 
 if [[ "$DEVICE" == gpu && -z "${N_GPUS_PER_NODE:-}" ]]; then
   N_GPUS_PER_NODE="$(gpu_count)"
@@ -116,7 +117,9 @@ for i in "${!models[@]}"; do
   [[ -n "${N_GPUS_PER_NODE:-}" ]] && overrides+=("trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
   cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$REPO_ROOT/configs" --config-name="$CONFIG"
     "${overrides[@]}" ${extra[@]+"${extra[@]}"})
-  [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
+  # --foreground keeps verl in this script's process group: Ctrl-C, or a kill of the group, reaches it (without
+  # it, timeout moves itself and verl into a group of their own, which goes on training after the script is gone).
+  [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --foreground --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
   info "evaluating $label ($model) on $(wc -l < "$OUT_DIR/data/eval_rows.jsonl") puzzles; log: $run_dir/verl.log"
   status=0
   "${cmd[@]}" > "$run_dir/verl.log" 2>&1 || status=$?

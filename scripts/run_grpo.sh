@@ -24,6 +24,7 @@
 #   SAVE_DIR         checkpoints; rerunning with the same SAVE_DIR resumes from its latest checkpoint
 #                                                              [checkpoints/EXPERIMENT_NAME]
 #   TENSORBOARD_DIR  TensorBoard event files                   [SAVE_DIR/tensorboard]
+#   VERL_FILE_LOGGER_PATH  metrics as JSON lines, for configs with the "file" logger (the CPU config)
 #   N_GPUS_PER_NODE  GPUs per node                             [all GPUs nvidia-smi lists]
 #   NNODES           nodes of the Ray cluster                  [1]
 #   RAY_ADDRESS      existing Ray cluster to join (needed when NNODES > 1), e.g. 10.0.0.1:6379 or auto
@@ -42,8 +43,9 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-# The whole script is one function, read by bash before it runs: editing this file (e.g. `git pull`) during
-# a days-long run cannot change what the rest of that run executes.
+# The whole script is one function, read by bash before it runs, and the last line calls it and exits in one
+# line (bash reads a whole line before running it): editing this file (e.g. `git pull`) during a days-long run
+# cannot change what the rest of that run executes, nor make bash read on into the new text when it ends.
 main() {
   if [[ $# -lt 2 || "$1" == -* ]]; then
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -122,6 +124,12 @@ main() {
     2> /dev/null || die "verl or this project is not installed for $PYTHON." \
     "Activate the project's environment, or: pip install -e '.[gpu]' (see README.md)."
 
+  # One training run per SAVE_DIR: two runs checkpointing into one folder would overwrite each other's steps and
+  # resume from each other's checkpoints.
+  if ! hydra_print_only "$@" && [[ "${DRY_RUN:-0}" != 1 ]]; then
+    lock_folder "$SAVE_DIR" "training run $EXPERIMENT_NAME" "wait for that run to end, or set another SAVE_DIR"
+  fi
+
   # Data: build once, then reuse. Puzzles are sized for the prompt budget verl will enforce.
   config_overrides=()
   for arg in "$@"; do [[ "$arg" == *=* && "$arg" != -* ]] && config_overrides+=("$arg"); done
@@ -179,10 +187,17 @@ main() {
     ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} "$@")" || exit 1
   mapfile -t settings < <(printf '%s' "$chosen" | sed '/^$/d')
 
-  # Resuming: verl (trainer.resume_mode=auto) restarts from SAVE_DIR's latest checkpoint by itself.
-  step="$(preflight latest-step "$SAVE_DIR")"
-  if [[ -n "$step" ]] && [[ "$(hydra_override_value trainer.resume_mode "$@")" != disable ]]; then
-    info "resuming from $SAVE_DIR/global_step_$step (to start over: another SAVE_DIR, or trainer.resume_mode=disable)"
+  # Resuming: verl (trainer.resume_mode=auto) restarts from the checkpoint its tracker file names. After a crash
+  # the launcher first makes that the newest complete checkpoint (verl_ext/launch/resume.py says why).
+  resume_mode="$(preflight config-value "$CONFIG_DIR" "$CONFIG" trainer.resume_mode \
+    ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
+  if [[ "$resume_mode" == auto ]] && ! hydra_print_only "$@"; then
+    dry=()
+    [[ "${DRY_RUN:-0}" == 1 ]] && dry=(--dry-run)
+    step="$(preflight resume "$SAVE_DIR" ${dry[@]+"${dry[@]}"})" || exit 1
+    if [[ -n "$step" ]]; then
+      info "resuming from $SAVE_DIR/global_step_$step (to start over: another SAVE_DIR, or trainer.resume_mode=disable)"
+    fi
   fi
 
   overrides=(
@@ -191,15 +206,21 @@ main() {
     "actor_rollout_ref.model.path=$MODEL_PATH"
     "trainer.experiment_name=$EXPERIMENT_NAME"
     "trainer.default_local_dir=$SAVE_DIR"
-    # Set through Ray so the trainer process gets it on whichever node it runs.
+    # Set through Ray so the trainer process gets it on whichever node it runs (Ray's processes inherit the
+    # environment of their node's `ray start`, not this one's).
     "++ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=$TENSORBOARD_DIR"
   )
+  # verl's "file" logger (the CPU config's metrics.jsonl) reads its path in the trainer process, likewise.
+  [[ -n "${VERL_FILE_LOGGER_PATH:-}" ]] && overrides+=(
+    "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH=$(abspath "$VERL_FILE_LOGGER_PATH")")
   [[ -n "${N_GPUS_PER_NODE:-}" ]] && overrides+=("trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
   [[ -n "$NNODES" ]] && overrides+=("trainer.nnodes=$NNODES")
   overrides+=(${settings[@]+"${settings[@]}"} ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
 
   cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}" "$@")
-  [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
+  # --foreground keeps verl in this script's process group: Ctrl-C, or a kill of the group, reaches it (without
+  # it, timeout moves itself and verl into a group of their own, which goes on training after the script is gone).
+  [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --foreground --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
   export TENSORBOARD_DIR
 
   if hydra_print_only "$@"; then
@@ -212,7 +233,6 @@ main() {
     exit 0
   fi
 
-  mkdir -p "$SAVE_DIR"
   stamp="$(date +%Y%m%d_%H%M%S)"
   log="$SAVE_DIR/train_$stamp.log"
   # Hydra's own record of the run (composed config, overrides), next to its checkpoints rather than in ./outputs.
@@ -222,4 +242,4 @@ main() {
   "${cmd[@]}" 2>&1 | tee "$log"
 }
 
-main "$@"
+main "$@"; exit "$?"

@@ -23,6 +23,7 @@ from verl_ext.builder import EXTRA_INFO_KEYS, BuildConfig, build
 from verl_ext.builder.budget import PromptCounter, VisionGrid, fit_to_budget, image_tokens
 from verl_ext.builder.cli import benchmark_main, main
 from verl_ext.builder.preview import main as preview_main
+from verl_ext.folder_lock import LOCK_NAME
 from verl_ext.sources import iter_images
 from verl_ext.tasks import TASKS, Puzzle, PuzzleSkip, Task
 from verl_ext.tasks.base import positive_negative_pair
@@ -164,6 +165,109 @@ def test_limit_counts_pictures_per_source_split(tmp_path: Path) -> None:
     assert set(carved["splits"]) <= {"train", "val"} and sum(carved["splits"].values()) == 5
 
 
+def _outputs(folder: Path) -> list[str]:
+    """The files of a build folder, without its lock file (verl_ext.folder_lock keeps it)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
+def _manifest_agrees_with_files(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(p.stem for p in folder.glob("*.parquet")) == sorted(manifest["splits"])
+    for split, rows in manifest["splits"].items():
+        assert pq.read_metadata(folder / f"{split}.parquet").num_rows == rows
+
+
+def test_a_second_build_into_a_busy_folder_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    build(config(tmp_path, limit=2))
+    before = {p.name: p.read_bytes() for p in out.glob("*") if p.name != LOCK_NAME}
+    # Another process holds the folder: a build in a child process that pauses while it holds it.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from verl_ext.folder_lock import FolderLock\n"
+            "with FolderLock(sys.argv[1], 'a build of jigsaw puzzles from demo'):\n"
+            "    print('held', flush=True); time.sleep(120)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "build_benchmarks" / "build.py"),
+                "--task",
+                "rotation",
+                "--source",
+                "demo",
+                "--output",
+                str(out),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 2
+    assert f"{out} is in use by a build of jigsaw puzzles from demo (pid {holder.pid} on" in refused.stderr
+    assert "another --output" in refused.stderr
+    assert {p.name: p.read_bytes() for p in out.glob("*") if p.name != LOCK_NAME} == before
+    # The holder was killed (SIGKILL): the kernel dropped its lock, so the folder is free again at once.
+    build(config(tmp_path, limit=3, task="jigsaw"))
+    _manifest_agrees_with_files(out)
+
+
+def test_two_builds_started_together_leave_one_whole_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        str(REPO / "build_benchmarks" / "build.py"),
+        "--source",
+        "demo",
+        "--output",
+        str(out),
+        "--no-progress",
+    ]
+    builds = [
+        subprocess.Popen([*command, "--task", task], stderr=subprocess.PIPE, text=True)
+        for task in ("rotation", "jigsaw")
+    ]
+    results = [(b.wait(timeout=300), b.stderr.read()) for b in builds]
+    assert any(code == 0 for code, _ in results), results
+    for code, stderr in results:
+        assert code == 0 or (code == 2 and "is in use by a build of" in stderr), stderr
+    _manifest_agrees_with_files(out)
+
+
+def test_a_rebuild_killed_while_replacing_files_leaves_no_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    build(config(tmp_path, limit=2))
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from verl_ext.builder import writer
+        def die(self):
+            os.kill(os.getpid(), signal.SIGKILL)
+        writer.SplitWriter.commit = die  # killed just before the new files are renamed into place
+        from verl_ext.builder import BuildConfig, build
+        build(BuildConfig(task="jigsaw", source="demo", output={str(out)!r}, workers=1, progress=False, limit=3))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    # The old puzzles are still there, but without a manifest the folder reads as not built: the launcher
+    # builds it again instead of training on files no manifest describes.
+    assert not (out / "manifest.json").exists()
+
+
 def test_killed_build_leaves_no_parquet_and_rerun_completes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     # A build that kills itself (SIGKILL: no cleanup of any kind) right after its first rows reach the disk.
@@ -186,7 +290,7 @@ def test_killed_build_leaves_no_parquet_and_rerun_completes(tmp_path: Path) -> N
     assert not list(out.glob("*.parquet")) and not (out / "manifest.json").exists()
     assert list(out.glob(".*.tmp-*")), "the killed build had started writing"
     build(config(tmp_path, task="rotation", limit=3))
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.parquet", "val.parquet"]
+    assert _outputs(out) == ["manifest.json", "train.parquet", "val.parquet"]
 
 
 def test_failing_build_keeps_the_previous_complete_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +305,7 @@ def test_failing_build_keeps_the_previous_complete_output(tmp_path: Path, monkey
     with pytest.raises(KeyboardInterrupt):
         build(config(tmp_path, limit=3, seed=5))
     assert (tmp_path / "out" / "train.parquet").read_bytes() == before
-    assert not list((tmp_path / "out").glob(".*"))
+    assert not list((tmp_path / "out").glob(".*.tmp-*"))
 
 
 def test_prompts_fit_the_token_budget_and_the_count_is_recorded(tmp_path: Path) -> None:
@@ -382,4 +486,4 @@ def test_rerun_replaces_stale_splits(tmp_path: Path) -> None:
     build(config(tmp_path, limit=2))
     write_mmbench_tsv(tmp_path / "MMBench_DEV_EN.tsv")
     build(replace(config(tmp_path, limit=2), source=None, input=tmp_path / "MMBench_DEV_EN.tsv"))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dev.parquet", "manifest.json"]
+    assert _outputs(tmp_path / "out") == ["dev.parquet", "manifest.json"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -375,3 +376,29 @@ def test_eval_puzzles_script_rejects_bad_arguments(tmp_path, two_files):
         timeout=60,
     )
     assert proc.returncode == 1 and "DEVICE=tpu is not supported" in proc.stderr
+
+
+def test_eval_puzzles_script_refuses_an_out_dir_another_evaluation_is_using(tmp_path, two_files):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from verl_ext.folder_lock import FolderLock
+
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "eval_puzzles.sh")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "preprocessor_config.json").write_text("{}")
+    out = tmp_path / "out"
+    with FolderLock(out, "a puzzle evaluation"):
+        proc = subprocess.run(
+            ["bash", script, str(model), str(two_files[0])],
+            env={**os.environ, "OUT_DIR": str(out), "DEVICE": "cpu", "PYTHON": sys.executable},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1
+    assert f"{out} is in use by a puzzle evaluation (pid {os.getpid()}" in proc.stderr
+    assert "set OUT_DIR to another folder" in proc.stderr and not (out / "data").exists()

@@ -237,9 +237,41 @@ def test_smoke_settings_the_user_overrides_win(setup):
 
 def test_rules_never_change_a_key_the_user_set():
     config = compose("grpo_qwen2_5_vl_7b", ["trainer.n_gpus_per_node=1"])
-    explicit = {settings.MAX_MODEL_LEN_KEY, *settings.ACTOR_OFFLOAD_KEYS}
+    explicit = {settings.MAX_MODEL_LEN_KEY, *settings.ACTOR_OFFLOAD_KEYS, settings.RAY_ADDRESS_KEY}
     decided = settings.decide(config, explicit, device="gpu", flash_attn_installed=True, train_rows=None)
     keys = {settings.override_key(o) for d in decided for o in d.overrides}
     assert keys == {settings.TP_KEY}
     with pytest.raises(PreflightError, match="does not divide"):
         settings.decide(config, {settings.TP_KEY}, device="gpu", flash_attn_installed=True, train_rows=None)
+
+
+def test_a_local_run_gets_a_ray_of_its_own():
+    decided = settings.ray_cluster(compose("grpo_qwen2_5_vl", []), set(), ray_address=None)
+    assert [d.overrides for d in decided] == [("++ray_kwargs.ray_init.address=local",)]
+    assert "someone else's" in decided[0].reason
+    # The CPU config asks for it itself.
+    assert settings.ray_cluster(compose("grpo_cpu_tiny", []), set(), ray_address=None) == []
+
+
+def test_joining_a_cluster_clears_what_only_a_local_ray_accepts():
+    cpu = compose("grpo_cpu_tiny", [])
+    decided = settings.ray_cluster(cpu, set(), ray_address="10.0.0.1:6379")
+    assert decided[0].overrides == (
+        "ray_kwargs.ray_init.num_cpus=null",
+        "ray_kwargs.ray_init.num_gpus=null",
+        "ray_kwargs.ray_init.address=null",
+    )
+    assert "joining the Ray cluster at 10.0.0.1:6379" in decided[0].reason
+    assert settings.ray_cluster(compose("grpo_qwen2_5_vl", []), set(), ray_address="10.0.0.1:6379") == []
+    with pytest.raises(PreflightError, match="ray_kwargs.ray_init.num_cpus cannot be set when joining"):
+        settings.ray_cluster(cpu, {"ray_kwargs.ray_init.num_cpus"}, ray_address="10.0.0.1:6379")
+
+
+def test_the_launcher_joins_the_cluster_ray_address_names(setup):
+    tmp_path, env = setup
+    command, stderr = dry_run(
+        ["rotation", "mmbench"], {**env, "DEVICE": "cpu", "RAY_ADDRESS": "10.0.0.1:6379", "NNODES": "2"}, tmp_path
+    )
+    overrides = overrides_of(command)
+    assert overrides["ray_kwargs.ray_init.num_cpus"] == "null" and overrides["ray_kwargs.ray_init.address"] == "null"
+    assert "joining the Ray cluster at 10.0.0.1:6379" in stderr

@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "scripts" / "run_grpo.sh"
 
 
+def _png(size: int = 28) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 120, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+_PICTURE = _png()
+
+
 def write_dataset(
     data_dir: Path,
     task: str = "rotation",
@@ -31,13 +44,19 @@ def write_dataset(
     """
     rows = {"test": 512, "dev": 3} if rows is None else rows
     data_dir.mkdir(parents=True, exist_ok=True)
+    params = json.dumps({"angles": [0, 90, 180, 270]})
     for split, n in rows.items():
-        # Each split its own pictures (content ids), so the launcher's leakage guard passes.
-        extra = [{"content_id": f"{split}-{i}", "partner_content_id": ""} for i in range(n)]
+        # Each split its own pictures (content ids), so the launcher's leakage guard passes. Rows are whole for
+        # the launcher's row check (a picture, a task the reward knows, a ground truth it scores right).
+        extra = [
+            {"task": "rotation", "params": params, "content_id": f"{split}-{i}", "partner_content_id": ""}
+            for i in range(n)
+        ]
         frame = pd.DataFrame(
             {
                 "data_source": [f"ssl_{task}"] * n,
                 "prompt": [[{"role": "user", "content": "<image>"}]] * n,
+                "images": [[{"bytes": _PICTURE, "path": None}]] * n,
                 "reward_model": [{"ground_truth": "90"}] * n,
                 "extra_info": extra,
             }
@@ -187,7 +206,7 @@ def test_training_pictures_shared_with_validation_are_refused_unless_allowed(set
     tmp_path, env = setup
     data = tmp_path / "data"
     val = pd.read_parquet(data / "dev.parquet")
-    val.at[0, "extra_info"] = {"content_id": "test-2", "partner_content_id": ""}  # a training picture
+    val.at[0, "extra_info"] = {**val.at[0, "extra_info"], "content_id": "test-2"}  # a training picture
     val.to_parquet(data / "dev.parquet")
     refused = run(["rotation", "mmbench"], {**env, "DRY_RUN": "1"}, gpus=8, tmp_path=tmp_path)
     assert refused.returncode == 1
@@ -329,7 +348,9 @@ def test_missing_data_is_built_with_the_configs_prompt_budget(setup):
 def test_resume_notice_names_the_step_verl_restarts_from(setup):
     tmp_path, env = setup
     save_dir = tmp_path / "ckpt"
-    (save_dir / "global_step_50" / "actor").mkdir(parents=True)
+    from test_resume import checkpoint  # a complete checkpoint, as verl writes it
+
+    checkpoint(save_dir, 50)
     (save_dir / "latest_checkpointed_iteration.txt").write_text("50")
     command, stderr = dry_run(["rotation", "mmbench"], env, tmp_path)
     assert f"resuming from {save_dir / 'global_step_50'}" in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,33 @@ def test_full_sizes_match_qwen_architecture(full_tokenizer, size: str, billions:
         model = Qwen2_5_VLForConditionalGeneration(config)
     assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(billions, abs=0.01)
     assert SIZES[size].dtype == "bfloat16"
+
+
+def test_a_model_folder_gets_its_config_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripts take a folder with config.json for a finished model: a writer killed while moving files in must
+    not leave one (here the move of config.json fails; everything else is already in place)."""
+    from verl_ext import tiny_model
+
+    class Saves:
+        def __init__(self, *names: str) -> None:
+            self.names = names
+
+        def save_pretrained(self, folder: Path) -> None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            for name in self.names:
+                (Path(folder) / name).write_text(name)
+
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "config.json":
+            raise KeyboardInterrupt  # killed at the last move
+        real_replace(src, dst)
+
+    monkeypatch.setattr(tiny_model.os, "replace", replace)
+    out = tmp_path / "model"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model._save_whole(out, Saves("config.json", "model.safetensors"), Saves("tokenizer.json"))
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "tokenizer.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the staging folder is gone

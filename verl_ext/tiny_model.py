@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -494,9 +495,25 @@ def save_tiny_model(out_dir: str | Path, size: str = "tiny", *, format_warmup_st
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
         pad_token_id=tokenizer.pad_token_id,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)  # also writes the tokenizer files and chat template
+    _save_whole(out, model, processor)
     return out
+
+
+def _save_whole(out: Path, model: Any, processor: Any) -> None:
+    """Save into a hidden sibling folder, then move the files in with ``config.json`` last: scripts take a folder
+    with a config.json for a finished model, so a writer killed midway never leaves one that looks finished."""
+    import shutil
+
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)  # also writes the tokenizer files and chat template
+        files = sorted(staging.iterdir(), key=lambda path: path.name == "config.json")
+        for path in files:
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _size(size: str) -> ModelSize:

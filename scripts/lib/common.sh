@@ -104,3 +104,15 @@ ensure_demo_model() {
     | grep -v -i -E "warn|writing model shards" || true
   [[ -f "$dir/config.json" ]] || die "the tiny model was not written to $dir (see the messages above)."
 }
+
+# Take DIR for this script and every process it starts, for as long as any of them runs (verl_ext/folder_lock.py:
+# a flock on DIR/.verl_ext.lock, dropped by the kernel when they all end, also on a crash or kill). When another
+# process holds DIR, it is named and this script stops before changing anything.
+# Usage: lock_folder DIR "what this script does there" "what a refused user should do instead"
+lock_folder() {
+  local dir="$1" purpose="$2" hint="$3" fd
+  mkdir -p "$dir"
+  exec {fd}>> "$dir/.verl_ext.lock"
+  "${PYTHON:-python}" -m verl_ext.folder_lock hold "$dir" --fd "$fd" --pid $$ --purpose "$purpose" --hint "$hint" \
+    || die "$dir is not free (see above); nothing was started or changed."
+}

@@ -43,6 +43,20 @@ install_cpu_stack() {
     _install_log "creating virtual environment $venv ($("$python" -V 2>&1))"
     "$python" -m venv "$venv" || return 1
   fi
+  # One installer at a time per environment (pip processes racing in one site-packages break it): a second
+  # one (demo.sh next to test.sh) waits, then finds the first one's stamp. The lock is dropped on return.
+  local lock_fd
+  exec {lock_fd}>> "$venv/.verl_ext.lock"
+  PYTHONPATH="$_install_repo" "$python" -m verl_ext.folder_lock hold "$venv" --fd "$lock_fd" --pid $$ --wait \
+    --purpose "an installation of the CPU stack" || return 1
+  _install_cpu_stack_locked "$venv"
+  local status=$?
+  exec {lock_fd}>&-
+  return "$status"
+}
+
+_install_cpu_stack_locked() {
+  local venv="$1" stamp fingerprint
   stamp="$venv/.verl_ext_cpu_stack"
   fingerprint="$(_install_fingerprint)"
   if [[ "${FORCE_INSTALL:-0}" != 1 && -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then

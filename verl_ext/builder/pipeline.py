@@ -20,7 +20,15 @@ from typing import Any
 from verl_ext import __version__
 from verl_ext.builder.plan import BuildConfig, BuildPlan, make_plan
 from verl_ext.builder.worker import ChunkResult, Outcome, Worker, init_worker, run_chunk
-from verl_ext.builder.writer import MANIFEST, SplitWriter, remove_stale_temporaries, split_file, write_json_atomic
+from verl_ext.builder.writer import (
+    MANIFEST,
+    SplitWriter,
+    fsync_dir,
+    remove_stale_temporaries,
+    split_file,
+    write_json_atomic,
+)
+from verl_ext.folder_lock import FolderLock
 from verl_ext.sources import RawDeduper, RawItem, SkipCounter, iter_raw, resolve_input
 from verl_ext.sources.base import SourceSpec
 
@@ -30,12 +38,23 @@ CHUNK_ITEMS_WITH_PARTNERS = 24
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
-    """Run one build and return its manifest (also written to ``<output>/manifest.json``)."""
+    """Run one build and return its manifest (also written to ``<output>/manifest.json``).
+
+    The output folder is locked for the whole build (:mod:`verl_ext.folder_lock`): a second build into the same
+    folder is refused with :class:`~verl_ext.folder_lock.FolderBusy` before it touches anything.
+    """
     started = time.perf_counter()
     spec, path = resolve_input(config.source, config.input)
     plan = make_plan(config, spec.name)
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
+    purpose = f"a build of {config.task} puzzles from {spec.name}"
+    with FolderLock(output, purpose, hint="wait for that build to end, or build into another --output folder"):
+        return _build_locked(config, spec, path, plan, output, started)
+
+
+def _build_locked(
+    config: BuildConfig, spec: SourceSpec, path: Path | None, plan: BuildPlan, output: Path, started: float
+) -> dict[str, Any]:
     remove_stale_temporaries(output)
 
     state = _BuildState(plan)
@@ -52,6 +71,9 @@ def build(config: BuildConfig) -> dict[str, Any]:
         state.finish(writer)
         if not writer.rows:
             raise RuntimeError(f"no puzzle could be made from {path or spec.name}; skips: {dict(state.skips)}")
+        # The old manifest goes first: from here until the new one is written the folder reads as "not built"
+        # (a kill in between makes the launcher build again), never as a manifest that describes other files.
+        previous_splits = _retract_manifest(output)
         files = writer.commit()
     except BaseException:
         writer.abort()
@@ -61,7 +83,10 @@ def build(config: BuildConfig) -> dict[str, Any]:
 
     seconds = time.perf_counter() - started
     manifest = _manifest(config, spec, plan, state, writer.rows, seconds)
-    _remove_stale_splits(output, set(files))
+    written = set(files.values())
+    for split in previous_splits:
+        if split_file(output, split) not in written:
+            split_file(output, split).unlink(missing_ok=True)
     write_json_atomic(output / MANIFEST, manifest)
     _print_summary(manifest, output, state.errors)
     return manifest
@@ -255,21 +280,20 @@ def _manifest(
     }
 
 
-def _remove_stale_splits(output: Path, keep: set[Path]) -> None:
-    """Remove split files a previous build in this folder wrote that this build did not (per its manifest)."""
+def _retract_manifest(output: Path) -> list[str]:
+    """Remove the manifest of a previous build in ``output`` (durably); returns the splits it named."""
     import json
 
     old = output / MANIFEST
     if not old.is_file():
-        return
+        return []
     try:
-        previous = json.loads(old.read_text(encoding="utf-8")).get("splits", {})
-    except (ValueError, OSError):
-        return
-    for split in previous:
-        path = split_file(output, split)
-        if path not in keep:
-            path.unlink(missing_ok=True)
+        previous = list(json.loads(old.read_text(encoding="utf-8")).get("splits", {}))
+    except (ValueError, OSError, AttributeError):
+        previous = []
+    old.unlink()
+    fsync_dir(output)
+    return previous
 
 
 def _print_summary(manifest: dict[str, Any], output: Path, errors: list[str]) -> None:

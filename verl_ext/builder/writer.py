@@ -50,7 +50,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -68,7 +68,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     _fsync_file(tmp)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class SplitWriter:
@@ -114,7 +114,7 @@ class SplitWriter:
             _fsync_file(tmp)
             final[split] = split_file(self.output, split)
             os.replace(tmp, final[split])
-        _fsync_dir(self.output)
+        fsync_dir(self.output)
         self._writers.clear()
         self._temps.clear()
         return final

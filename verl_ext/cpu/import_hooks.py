@@ -9,6 +9,9 @@ place that sees every import in a process, so the fixes are attached to module n
 * after transformers' Qwen2.5-VL modelling module is imported:
   :func:`verl_ext.cpu.patch_embed.patch_qwen2_5_vl_patch_embed` (the vision patch embedding as one GEMM).
 
+When ``VERL_EXT_PAUSE_AT`` is set (crash tests), the pause point it names is attached the same way
+(:mod:`verl_ext.cpu.pause_points`).
+
 Nothing heavy is imported until one of those modules is actually requested, so the hook costs nothing in
 processes that never touch them. :func:`install` is idempotent.
 """
@@ -47,6 +50,17 @@ AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
     "vllm.model_executor.layers.utils": _after_vllm_layer_utils,
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl": _after_qwen2_5_vl_modeling,
 }
+
+
+def _pause_point_hooks() -> dict[str, Callable[[ModuleType], None]]:
+    from verl_ext.cpu import pause_points
+
+    asked = pause_points.requested()
+    if asked is None:
+        return {}
+    point, at = asked
+    module_name, installer = pause_points.MODULES[point]
+    return {module_name: lambda module: installer(module, at)}
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -105,6 +119,7 @@ def install() -> CpuFixFinder:
         for finder in sys.meta_path:
             if isinstance(finder, CpuFixFinder):
                 return finder
+        AFTER_IMPORT.update(_pause_point_hooks())
         finder = CpuFixFinder()
         sys.meta_path.insert(0, finder)
     for name, callback in AFTER_IMPORT.items():

@@ -4,12 +4,15 @@ Run as ``python -m verl_ext.launch.preflight SUBCOMMAND ...``. Subcommands (each
 any problem on stderr, exit status 2 on a problem):
 
 * ``data-files DATA_DIR --task T --source S [--allow-eval-images] [--max-prompt-length N]``: reads the
-  builder's ``manifest.json``, checks the train and val parquet files exist and hold rows and that the puzzles
-  were built for at most N prompt tokens, and prints two lines: the Hydra values for ``data.train_files`` and
+  builder's ``manifest.json``, checks that the folder is whole (every split it names exists with that many rows,
+  and no build is writing it), that the train and val files hold rows and that the puzzles were built for at
+  most N prompt tokens, and prints two lines: the Hydra values for ``data.train_files`` and
   ``data.val_files``.
 * ``config-value CONFIG_DIR CONFIG_NAME KEY [OVERRIDE ...]``: composes the config exactly as verl will and
   prints one value (used for the prompt-token budget the builder must respect).
-* ``latest-step SAVE_DIR``: prints the step verl would resume from, or nothing.
+* ``resume SAVE_DIR [--dry-run]``: prints the step a ``resume_mode=auto`` run restarts from, or nothing, after
+  making ``SAVE_DIR`` say so to verl (:mod:`verl_ext.launch.resume`: newest complete checkpoint, tracker
+  rewritten, half-written checkpoints moved aside); ``--dry-run`` only tells.
 * ``settings CONFIG_DIR CONFIG_NAME --device D --train-files LIST [--cluster KEY=N ...] [--smoke] -- OVERRIDE ...``:
   composes the config with the launcher's cluster shape and the user's overrides, applies the rules of
   :mod:`verl_ext.launch.settings` (attention without flash-attn, batch size against the data, tensor parallel,
@@ -41,7 +44,7 @@ def parquet_rows(path: Path) -> int:
     try:
         return pq.read_metadata(path).num_rows
     except Exception as error:  # a truncated or non-parquet file: say which one
-        raise PreflightError(f"cannot read {path} as parquet ({error}); delete the folder and build it again") from None
+        raise PreflightError(f"cannot read {path} as parquet ({error}); {_rebuild_hint(path.parent)}") from None
 
 
 def read_manifest(data_dir: Path) -> dict:
@@ -56,6 +59,39 @@ def read_manifest(data_dir: Path) -> dict:
         if not manifest.get(key):
             raise PreflightError(f"{manifest_path} has no '{key}'; it was not written by build_benchmarks/build.py")
     return manifest
+
+
+def _rebuild_hint(data_dir: Path) -> str:
+    return (
+        f"delete the folder (rm -r {data_dir}) and run the same command again: run_grpo.sh builds the puzzles "
+        "when DATA_DIR has none (set INPUT to the source's files), or build them with build_benchmarks/build.py"
+    )
+
+
+def check_whole(data_dir: Path, manifest: dict) -> None:
+    """Every split the manifest names exists with exactly the rows it names, and no build is writing the folder."""
+    from verl_ext.folder_lock import writer_of
+
+    writer = writer_of(data_dir)
+    if writer is not None:
+        raise PreflightError(f"DATA_DIR={data_dir} is being written by {writer}; wait for it to end, then run again")
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise PreflightError(f"{data_dir / 'manifest.json'} names no splits; {_rebuild_hint(data_dir)}")
+    problems = []
+    for split, expected in splits.items():
+        path = data_dir / f"{split}.parquet"
+        if not path.is_file():
+            problems.append(f"{path.name} is missing (the manifest names {expected} rows)")
+            continue
+        rows = parquet_rows(path)
+        if rows != expected:
+            problems.append(f"{path.name} holds {rows} rows, the manifest names {expected}")
+    if problems:
+        raise PreflightError(
+            f"DATA_DIR={data_dir} is not whole: {'; '.join(problems)}. It was changed after its build or the build "
+            f"was interrupted; {_rebuild_hint(data_dir)}"
+        )
 
 
 def split_file(data_dir: Path, manifest: dict, split: str) -> Path:
@@ -84,6 +120,7 @@ def data_files(
     setting): the caller must warn about it.
     """
     manifest = read_manifest(data_dir)
+    check_whole(data_dir, manifest)
     built = (manifest.get("task"), manifest.get("source"))
     if built != (task, source):
         raise PreflightError(
@@ -163,6 +200,7 @@ def launch_settings(
     set are never changed. Raises PreflightError when a rule or verl's own validation refuses the configuration.
     """
     import importlib.util
+    import os
 
     from verl_ext.cpu import import_hooks
     from verl_ext.launch import settings
@@ -183,6 +221,7 @@ def launch_settings(
         device=device,
         flash_attn_installed=importlib.util.find_spec("flash_attn") is not None,
         train_rows=sum(parquet_rows(path) for path in train_files) if train_files else None,
+        ray_address=os.environ.get("RAY_ADDRESS") or None,
     )
     for decision in decisions:
         added += decision.overrides
@@ -190,19 +229,61 @@ def launch_settings(
     if decisions:  # otherwise the config composed above is already the final one
         config = compose(config_dir, config_name, [*fixed, *added, *user_overrides])
     settings.validate_with_verl(config)
+    check_rows(config)
     return added
 
 
-def latest_step(save_dir: Path) -> int | None:
-    """The step verl's ``resume_mode=auto`` restarts from (its own tracker file), if that checkpoint exists."""
-    tracker = save_dir / "latest_checkpointed_iteration.txt"
-    if not tracker.is_file():
-        return None
-    try:
-        step = int(tracker.read_text().strip())
-    except ValueError:
-        return None
-    return step if (save_dir / f"global_step_{step}").is_dir() else None
+def _config_files(value) -> list[Path]:
+    from omegaconf import ListConfig
+
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [Path(str(v)) for v in value]
+    return parse_hydra_list(str(value)) if str(value).startswith("[") else [Path(str(value))]
+
+
+def check_rows(config) -> None:
+    """Every row of the files verl will train and validate on, as composed (the user's overrides included).
+
+    Raises PreflightError naming file, row and problem (:mod:`verl_ext.launch.rows_check`), before Ray starts.
+    """
+    import os
+    import time
+
+    from verl_ext.launch.rows_check import check_file, describe
+
+    files = _config_files(config.data.get("train_files")) + _config_files(config.data.get("val_files"))
+    reports = []
+    started = time.perf_counter()
+    for path in dict.fromkeys(files):  # a file listed twice (ALLOW_EVAL_IMAGES) is checked once
+        if not path.is_file():
+            raise PreflightError(f"data file {path} does not exist")
+        try:
+            reports.append(check_file(path, workers=min(8, os.cpu_count() or 1)))
+        except (OSError, ValueError) as error:
+            raise PreflightError(f"cannot read {path} as parquet ({error})") from None
+    message = describe(reports)
+    if message:
+        raise PreflightError(
+            "rows the run cannot train on (verl would stop at the first of them, possibly hours in):\n"
+            f"{message}\nFix or drop those rows, or rebuild the puzzles with build_benchmarks/build.py."
+        )
+    rows = sum(report.rows for report in reports)
+    seconds = time.perf_counter() - started
+    print(f"checked {rows} rows of {len(reports)} data file(s) in {seconds:.1f} s", file=sys.stderr)
+
+
+def resume(save_dir: Path, dry_run: bool) -> int | None:
+    """The step the run restarts from (see :mod:`verl_ext.launch.resume`); repairs ``save_dir`` unless dry_run."""
+    from verl_ext.launch import resume as resuming
+
+    plan = resuming.plan_resume(save_dir)
+    for warning in plan.warnings:
+        print(f"WARNING: {save_dir}: {warning}", file=sys.stderr)
+    if not dry_run:
+        resuming.apply(save_dir, plan)
+    return plan.step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     value.add_argument("config_name")
     value.add_argument("key")
     value.add_argument("overrides", nargs="*")
-    latest = commands.add_parser("latest-step")
-    latest.add_argument("save_dir", type=Path)
+    resumed = commands.add_parser("resume")
+    resumed.add_argument("save_dir", type=Path)
+    resumed.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     decide = commands.add_parser("settings")
     decide.add_argument("config_dir", type=Path)
     decide.add_argument("config_name")
@@ -259,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("\n".join(added))
         else:
-            step = latest_step(args.save_dir)
+            step = resume(args.save_dir, args.dry_run)
             if step is not None:
                 print(step)
     except PreflightError as error:

@@ -15,6 +15,11 @@ The rules, and why each exists (all checked against verl 0.9.1's source):
   next to vLLM's share of the memory (see :func:`single_gpu_memory` for the arithmetic).
 * ``max_model_len``: left null, verl's vLLM server takes the model's ``max_position_embeddings``
   (128,000 for Qwen2.5-VL) and sizes its scheduling for it; the run never needs more than prompt + response.
+* Ray: without ``RAY_ADDRESS`` the run starts a Ray of its own (``address=local``); ``ray.init`` would
+  otherwise join any cluster ``ray start`` made on the machine, even a stopped one. With ``RAY_ADDRESS`` it
+  joins that cluster, and the values a config sets for a local Ray (the CPU config's ``num_cpus``) are
+  cleared: ``ray.init`` refuses ``num_cpus``, ``num_gpus``, ``resources``, ``labels`` and
+  ``object_store_memory`` when it connects to a cluster (each node declared its own at ``ray start``).
 """
 
 from __future__ import annotations
@@ -210,6 +215,54 @@ def max_model_len(config: DictConfig, explicit: set[str]) -> list[Decision]:
     ]
 
 
+# ray.init arguments Ray refuses when it connects to a running cluster (ray/_private/worker.py, Ray 2.60).
+LOCAL_RAY_ONLY = ("num_cpus", "num_gpus", "resources", "labels", "object_store_memory")
+RAY_ADDRESS_KEY = "ray_kwargs.ray_init.address"
+
+
+def ray_cluster(config: DictConfig, explicit: set[str], ray_address: str | None) -> list[Decision]:
+    """A Ray of the run's own, or the cluster at ``ray_address`` (``RAY_ADDRESS``) without the local-only keys."""
+    address = _get(config, RAY_ADDRESS_KEY)
+    if not ray_address and (address is None or str(address) == "local"):
+        if address is not None or RAY_ADDRESS_KEY in explicit:
+            return []
+        return [
+            Decision(
+                (f"++{RAY_ADDRESS_KEY}=local",),
+                "a Ray instance of the run's own (RAY_ADDRESS is not set): without it ray.init joins any cluster "
+                "started on this machine with `ray start` -- someone else's, or a stopped one whose address file "
+                "is left in Ray's temp folder -- instead of starting one.",
+            )
+        ]
+    target = ray_address or str(address)
+    keys = [
+        f"ray_kwargs.ray_init.{name}"
+        for name in LOCAL_RAY_ONLY
+        if _get(config, f"ray_kwargs.ray_init.{name}") is not None
+    ]
+    refused = [key for key in keys if key in explicit]
+    if ray_address and str(address) == "local" and RAY_ADDRESS_KEY in explicit:
+        refused.append(RAY_ADDRESS_KEY)
+    if refused:
+        raise PreflightError(
+            f"{', '.join(refused)} cannot be set when joining the Ray cluster at {target}: Ray takes each node's "
+            "resources from its `ray start` (e.g. ray start --num-cpus=16 --num-gpus=8). Drop the override."
+        )
+    overrides = [f"{key}=null" for key in keys]
+    if ray_address and str(address) == "local":
+        overrides.append(f"{RAY_ADDRESS_KEY}=null")  # ray.init then reads RAY_ADDRESS
+    if not overrides:
+        return []
+    cleared = ", ".join(o.split("=", 1)[0].rsplit(".", 1)[1] for o in overrides)
+    return [
+        Decision(
+            tuple(overrides),
+            f"joining the Ray cluster at {target}: its nodes declared their resources at `ray start`, and ray.init "
+            f"refuses num_cpus/num_gpus/resources when it connects to a cluster (cleared: {cleared}).",
+        )
+    ]
+
+
 def smoke_overrides(world: int) -> tuple[str, ...]:
     """A one-step run that shows a GPU setup works in minutes: tiny batch, short answers, no validation, no save.
 
@@ -236,7 +289,13 @@ def smoke_overrides(world: int) -> tuple[str, ...]:
 
 
 def decide(
-    config: DictConfig, explicit: set[str], *, device: str, flash_attn_installed: bool, train_rows: int | None
+    config: DictConfig,
+    explicit: set[str],
+    *,
+    device: str,
+    flash_attn_installed: bool,
+    train_rows: int | None,
+    ray_address: str | None = None,
 ) -> list[Decision]:
     """Every rule above, in order, for a config composed with the user's overrides (and the smoke ones)."""
     if train_rows is not None:
@@ -247,6 +306,7 @@ def decide(
         decisions += tensor_parallel(config, explicit)
         decisions += single_gpu_memory(config, explicit)
     decisions += max_model_len(config, explicit)
+    decisions += ray_cluster(config, explicit, ray_address)
     return decisions
 
 
