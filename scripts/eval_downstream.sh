@@ -10,30 +10,36 @@
 #   infer    VLMEvalKit --mode infer (raw <think>...</think> <answer>X</answer> outputs)
 #   extract  verl_ext.evaluation.predictions rewrites every prediction file in place to the chosen letter
 #            (raw output kept in raw_prediction; rows without an answer become Z and score wrong)
-#   eval     VLMEvalKit --mode eval --judge exact_matching --reuse (no judge model, no API key)
+#   eval     VLMEvalKit --mode eval --judge exact_matching --reuse --reuse-aux infer (no judge model, no API key),
+#            started with model names and --data-config rather than --config, so it loads no model (no GPU needed)
 #   collect  verl_ext.evaluation.downstream collect -> WORK_DIR/results.{md,json} (first model = baseline for the Δ column)
 #
 # Environment:
-#   VLMEVAL   how to start VLMEvalKit (default "python -m vlmeval"; a clone: "torchrun --nproc-per-node=8 run.py"
-#             from inside the clone, or with the path to run.py)
+#   VLMEVALKIT_DIR  a VLMEvalKit clone (its run.py starts it; VLMEvalKit has no `python -m vlmeval`)
+#   VLMEVAL   the whole command instead, e.g. "torchrun --nproc-per-node=8 /opt/VLMEvalKit/run.py"
+#             [python run.py of VLMEVALKIT_DIR, or of the clone an editable install of vlmeval points to]
 #   LMUData   folder with the benchmark TSVs (VLMEvalKit downloads them if absent and the machine is online)
 #   WORK_DIR  output folder (default outputs/downstream)
 #   STAGES    subset of "config infer extract eval collect"
-#   SPLIT_THINK is forced off: the extraction needs the whole response, answer tag included.
+#   TEMPLATE  VLMEvalKit config template [configs/eval/vlmevalkit_ssl.json]
+# SPLIT_THINK is removed from VLMEvalKit's environment: it tests the variable for being set, so even
+# SPLIT_THINK=0 would cut each prediction to the text after </think>, and the extraction needs the answer tag.
+# The infer stage needs what VLMEvalKit's Qwen2VLChat needs: a GPU, and flash-attn (it asks for FlashAttention-2).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${WORK_DIR:-outputs/downstream}"
 STAGES="${STAGES:-config infer extract eval collect}"
-VLMEVAL="${VLMEVAL:-python -m vlmeval}"
 TEMPLATE="${TEMPLATE:-$REPO/configs/eval/vlmevalkit_ssl.json}"
+
+has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 models=()
 datasets=()
 while (($#)); do
   case "$1" in
     --) shift; datasets=("$@"); break ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *=*) models+=("$1"); shift ;;
     *) echo "error: expected NAME=CKPT_DIR, got '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -56,9 +62,10 @@ for name in "${names[@]}"; do model_args+=(--model "$name"); done
 
 mkdir -p "$WORK_DIR"
 CONFIG="$WORK_DIR/vlmevalkit_config.json"
-export SPLIT_THINK=0
-
-has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
+unset SPLIT_THINK
+if [[ -z "${VLMEVAL:-}" ]] && { has_stage infer || has_stage eval; }; then
+  VLMEVAL="$(python -m verl_ext.evaluation.downstream vlmevalkit-command)" || exit 2
+fi
 
 if has_stage config; then
   spec_args=()
@@ -80,7 +87,12 @@ if has_stage extract; then
   done
 fi
 if has_stage eval; then
-  $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode eval --judge exact_matching --reuse
+  # Model names, not --config: with a config VLMEvalKit builds every model, even to evaluate.
+  data_config="$(python -m verl_ext.evaluation.downstream data-config --template "$TEMPLATE" \
+    ${data_args[@]+"${data_args[@]}"})"
+  mapfile -t eval_data < <(python -c 'import json, sys; print("\n".join(json.loads(sys.argv[1])))' "$data_config")
+  $VLMEVAL --model "${names[@]}" --data "${eval_data[@]}" --data-config "$data_config" --work-dir "$WORK_DIR" \
+    --mode eval --judge exact_matching --reuse --reuse-aux infer
 fi
 if has_stage collect; then
   python -m verl_ext.evaluation.downstream collect --work-dir "$WORK_DIR" "${model_args[@]}" \

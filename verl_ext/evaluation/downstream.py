@@ -1,4 +1,4 @@
-"""Downstream benchmarks with VLMEvalKit (and lmms-eval): configs, prediction files, results table.
+"""Downstream benchmarks with VLMEvalKit: configs, prediction files, score files.
 
 The path from a merged checkpoint to a table (``scripts/eval_downstream.sh`` runs it):
 
@@ -7,16 +7,25 @@ The path from a merged checkpoint to a table (``scripts/eval_downstream.sh`` run
 2. VLMEvalKit ``--mode infer`` writes ``WORK/<NAME>/<eval_id>/<NAME>_<DATASET>.xlsx``.
 3. ``predictions``: list those files (newest per model and dataset); ``verl-ext-extract-answers`` rewrites each
    in place to the chosen letter (:mod:`verl_ext.evaluation.predictions`).
-4. VLMEvalKit ``--mode eval --judge exact_matching --reuse`` scores them without a judge model.
+4. VLMEvalKit ``--mode eval --judge exact_matching --reuse --reuse-aux infer`` scores them without a judge model.
+   It is started with ``--model NAME … --data … --data-config JSON`` (``data-config`` prints the JSON), not with
+   ``--config``: with a config, VLMEvalKit's run.py builds (loads) every model even in eval mode; with model
+   names it builds none. ``--reuse-aux infer``: the default (``all``) also copies the previous run's judged
+   results, so a changed prediction would keep its old score.
 5. ``collect`` (``verl-ext-downstream collect``): the score files (``*_acc.csv``, MME-RealWorld's
-   ``*_rating.json``) of every model and dataset → one Markdown/JSON table.
+   ``*_rating.json``) and extraction reports of every model and dataset → one Markdown/JSON table
+   (:mod:`verl_ext.evaluation.downstream_table` joins it with lmms-eval's results).
+
+``vlmevalkit-command`` finds how to start VLMEvalKit, which has no ``python -m vlmeval``: its ``run.py`` in
+``$VLMEVALKIT_DIR``, or next to the ``vlmeval`` package of an editable install from a clone.
 
 Score files and their headline figure (VLMEvalKit writes fractions; the table shows percent):
 
 * ``<M>_<D>_acc.csv`` with an ``Overall`` column (MMBench, SEED-Bench, MMStar, RealWorldQA, BLINK): ``Overall``
   (row ``split == dev`` when there are several splits, else the first row); other numeric columns are details.
 * HR-Bench: long form ``cycle, type, accuracy``: the row ``cycle == Average, type == all``.
-* MMVP: ``case_accuray``/``question_accuray`` (sic): headline = pair ("case") accuracy, both kept.
+* MMVP: ``Overall`` is pair accuracy (both questions of a pair right), the headline; ``Average`` is per-question
+  accuracy. (Older VLMEvalKit releases wrote ``case_accuray``/``question_accuray``, sic; read too.)
 * ``<M>_MME-RealWorld-Lite_rating.json``: ``Overall``; ``Perception``/``Reasoning`` ``Avg`` as details.
 """
 
@@ -24,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,7 +45,7 @@ from typing import Any
 
 import pandas as pd
 
-from verl_ext.tasks.base import FORMAT_INSTRUCTION
+from verl_ext.evaluation.instruction import SYSTEM_PROMPT
 
 DATASETS = (
     "MMBench_DEV_EN",
@@ -46,13 +57,7 @@ DATASETS = (
     "HRBench8K",
     "MMVP",
 )
-# The training instruction, plus what the answer of a multiple-choice question is.
-SYSTEM_PROMPT = (
-    f"{FORMAT_INSTRUCTION} For a multiple-choice question the final answer is the letter of the chosen option, "
-    "for example <answer>B</answer>."
-)
-# lmms-eval splits --model_args on commas, so its copy of the instruction uses semicolons.
-LMMS_SYSTEM_PROMPT = SYSTEM_PROMPT.replace(",", ";")
+__all__ = ["DATASETS", "SYSTEM_PROMPT"]
 NAME_PLACEHOLDER, PATH_PLACEHOLDER = "MODEL_NAME", "MODEL_PATH"
 PREDICTION_SUFFIXES = (".xlsx", ".tsv")
 
@@ -100,29 +105,33 @@ def vlmevalkit_config(
     return {"model": out_models, "data": copy.deepcopy(dict(data))}
 
 
-def lmms_eval_command(
-    template: Mapping[str, Any],
-    model_path: str,
-    output_path: str,
-    datasets: Sequence[str] | None = None,
-    num_processes: int = 8,
-) -> str:
-    """The ``accelerate launch -m lmms_eval`` command line for one checkpoint."""
-    tasks = template["tasks"]
-    chosen = list(datasets or tasks)
-    unknown = [d for d in chosen if d not in tasks]
+def data_config(template: Mapping[str, Any], datasets: Sequence[str] | None = None) -> dict[str, Any]:
+    """The template's ``data`` entries (narrowed to ``datasets``), for VLMEvalKit's ``--data-config``."""
+    data = template["data"]
+    chosen = list(datasets or data)
+    unknown = [d for d in chosen if d not in data]
     if unknown:
-        raise ValueError(f"datasets without an lmms-eval task: {unknown}")
-    args = dict(template["model_args"])
-    args["pretrained"] = model_path
-    for key, value in args.items():
-        if "," in str(value):
-            raise ValueError(f"lmms-eval model arg {key} must not contain a comma: {value!r}")
-    model_args = ",".join(f"{k}={v}" for k, v in args.items())
-    return (
-        f"accelerate launch --num_processes {num_processes} -m lmms_eval --model {template['model']} "
-        f"--model_args '{model_args}' --tasks {','.join(tasks[d] for d in chosen)} "
-        f"--batch_size 1 --log_samples --output_path {output_path}"
+        raise ValueError(f"datasets not in the template: {unknown}; known: {list(data)}")
+    return {d: copy.deepcopy(data[d]) for d in chosen}
+
+
+def vlmevalkit_command(python: str = "python") -> str:
+    """How to start VLMEvalKit: ``python RUN_PY`` for the clone in ``$VLMEVALKIT_DIR`` or the clone an editable
+    install of ``vlmeval`` points to. VLMEvalKit has no ``__main__`` module, so ``python -m vlmeval`` fails."""
+    where = os.environ.get("VLMEVALKIT_DIR")
+    if where:
+        run_py = Path(where) / "run.py"
+        if not run_py.is_file():
+            raise ValueError(f"VLMEVALKIT_DIR={where} has no run.py; point it at a VLMEvalKit clone")
+        return f"{python} {run_py.resolve()}"
+    spec = importlib.util.find_spec("vlmeval")
+    if spec is not None and spec.origin:
+        run_py = Path(spec.origin).resolve().parent.parent / "run.py"
+        if run_py.is_file():
+            return f"{python} {run_py}"
+    raise ValueError(
+        "cannot find VLMEvalKit's run.py: clone https://github.com/open-compass/VLMEvalKit, pip install -e it, and "
+        "set VLMEVALKIT_DIR to the clone (or VLMEVAL to the whole command, e.g. 'torchrun --nproc-per-node=8 run.py')"
     )
 
 
@@ -146,6 +155,11 @@ def find_predictions(work_dir: str | Path, model: str, datasets: Sequence[str] =
     return found
 
 
+def find_extraction_report(work_dir: str | Path, model: str, dataset: str) -> Path | None:
+    """The newest extraction report (``<prediction file>_extraction.json``) of ``model`` on ``dataset``."""
+    return _newest((Path(work_dir) / model).rglob(f"{model}_{dataset}_extraction.json"))
+
+
 def find_score_file(work_dir: str | Path, model: str, dataset: str) -> Path | None:
     """The newest score file of ``model`` on ``dataset`` (``_acc.csv``, else ``_rating.json``)."""
     root = Path(work_dir) / model
@@ -163,9 +177,13 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def parse_score_file(path: str | Path) -> tuple[float, dict[str, float]]:
+def parse_score_file(path: str | Path, dataset: str | None = None) -> tuple[float, dict[str, float]]:
     """``(headline, details)`` of one VLMEvalKit score file, as fractions (see the module docstring)."""
     path = Path(path)
+    if dataset == "MMVP" and path.suffix == ".csv":
+        row = pd.read_csv(path).iloc[0]
+        if "Overall" in row and "Average" in row:
+            return float(row["Overall"]), {"question accuracy": float(row["Average"])}
     if path.suffix == ".json":
         rating = json.loads(path.read_text())
         if not isinstance(rating, dict) or not _is_number(rating.get("Overall")):
@@ -183,7 +201,7 @@ def parse_score_file(path: str | Path) -> tuple[float, dict[str, float]]:
     if "case_accuray" in df.columns or "question_accuray" in df.columns:  # MMVP (VLMEvalKit's spelling)
         row = df.iloc[0]
         details = {k: float(row[k]) for k in ("case_accuray", "question_accuray") if k in df.columns}
-        return details.get("case_accuray", details.get("question_accuray")), details
+        return details.get("case_accuray", details.get("question_accuray")), details  # older VLMEvalKit
     if "Overall" in df.columns:
         row = df.iloc[0]
         if "split" in df.columns and len(df) > 1:
@@ -192,6 +210,16 @@ def parse_score_file(path: str | Path) -> tuple[float, dict[str, float]]:
         details = {str(k): float(v) for k, v in row.items() if k not in ("Overall", "split") and _is_number(v)}
         return float(row["Overall"]), details
     raise ValueError(f"{path}: unknown score file layout (columns {list(df.columns)})")
+
+
+def _extraction_counts(work_dir: str | Path, model: str, dataset: str) -> dict[str, Any]:
+    """``n`` (rows) and ``no_answer`` (share without a readable answer) from the extraction report, if any."""
+    path = find_extraction_report(work_dir, model, dataset)
+    if path is None:
+        return {"n": None, "no_answer": None}
+    report = json.loads(path.read_text())
+    rows = int(report["rows"])
+    return {"n": rows, "no_answer": report["unanswered"] / rows if rows else None}
 
 
 def _as_percent(values: Sequence[float]) -> float:
@@ -211,7 +239,7 @@ def collect_results(work_dir: str | Path, models: Sequence[str], datasets: Seque
                 results.setdefault(dataset, {})[model] = None
                 continue
             try:
-                headline, details = parse_score_file(path)
+                headline, details = parse_score_file(path, dataset)
             except (ValueError, KeyError, OSError, pd.errors.ParserError) as err:
                 results.setdefault(dataset, {})[model] = {"error": str(err), "file": str(path)}
                 continue
@@ -220,6 +248,7 @@ def collect_results(work_dir: str | Path, models: Sequence[str], datasets: Seque
                 "score": headline * scale,
                 "details": {k: v * scale for k, v in details.items()},
                 "file": str(path.relative_to(work_dir)) if path.is_relative_to(work_dir) else str(path),
+                **_extraction_counts(work_dir, model, dataset),
             }
     averages = {}
     for model in models:
@@ -301,12 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     col.add_argument("--model", action="append", required=True, help="model name (repeatable; first = baseline)")
     col.add_argument("--data", nargs="+", default=list(DATASETS))
     col.add_argument("--out", type=Path, required=True, help="folder for results.json and results.md")
-    lmms = sub.add_parser("lmms-eval", help="print the lmms-eval command for one checkpoint")
-    lmms.add_argument("--template", type=Path, required=True)
-    lmms.add_argument("--model-path", required=True)
-    lmms.add_argument("--output-path", required=True)
-    lmms.add_argument("--data", nargs="+", default=None)
-    lmms.add_argument("--num-processes", type=int, default=8)
+    dcfg = sub.add_parser("data-config", help="the template's data entries as one JSON line (--data-config)")
+    dcfg.add_argument("--template", type=Path, required=True)
+    dcfg.add_argument("--data", nargs="+", default=None)
+    sub.add_parser("vlmevalkit-command", help="print how to start VLMEvalKit's run.py")
     args = parser.parse_args(argv)
     try:
         if args.command == "config":
@@ -329,12 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             md = results_markdown(table)
             (args.out / "results.md").write_text(md)
             print(md)
+        elif args.command == "data-config":
+            print(json.dumps(data_config(_load_json(args.template), args.data)))
         else:
-            print(
-                lmms_eval_command(
-                    _load_json(args.template), args.model_path, args.output_path, args.data, args.num_processes
-                )
-            )
+            print(vlmevalkit_command())
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

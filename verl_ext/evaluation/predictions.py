@@ -78,11 +78,20 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write an xlsx (every cell as its value, never a formula) or tsv prediction file."""
     path = Path(path)
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".xlsx":
-        df.to_excel(path, index=False, engine="openpyxl")
+        with pd.ExcelWriter(path, engine="openpyxl") as writer:
+            df.to_excel(writer, index=False)
+            # openpyxl stores a text starting with "=" as a formula: it would read back as NaN (no cached value)
+            # and a spreadsheet would run it. Model outputs are text, whatever they start with.
+            for sheet in writer.sheets.values():
+                for row in sheet.iter_rows():
+                    for cell in row:
+                        if cell.data_type == "f":
+                            cell.data_type = "s"
     elif suffix in (".tsv", ".csv"):
         df.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
     else:
