@@ -11,10 +11,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pytest
 
-from verl_ext.evaluation import downstream
+from verl_ext.evaluation import downstream, downstream_table
+from verl_ext.evaluation.predictions import read_table, write_table
 from verl_ext.tasks.base import FORMAT_INSTRUCTION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +31,9 @@ def test_configs_carry_the_training_instruction_and_all_benchmarks():
     assert downstream.SYSTEM_PROMPT.startswith(FORMAT_INSTRUCTION)
     assert list(vlm["data"]) == list(downstream.DATASETS)
     lmms = json.loads((CONFIGS / "lmms_eval_ssl.json").read_text())
-    assert lmms["model_args"]["system_prompt"] == downstream.LMMS_SYSTEM_PROMPT
-    assert "," not in downstream.LMMS_SYSTEM_PROMPT
     assert list(lmms["tasks"]) == list(downstream.DATASETS)
-    assert lmms["tasks"]["MMBench_DEV_EN"] == "mmbench_en_dev_reasoning"
+    assert all(task.startswith("ssl_") for task in lmms["tasks"].values())  # the project's own task variants
+    assert "system_prompt" not in lmms["model_args"]  # ignored by lmms-eval's chat models; the tasks send it
 
 
 def test_vlmevalkit_config_for_two_models():
@@ -54,13 +55,32 @@ def test_parse_models_rejects(specs):
         downstream.parse_models(specs)
 
 
-def test_lmms_eval_command():
-    template = json.loads((CONFIGS / "lmms_eval_ssl.json").read_text())
-    cmd = downstream.lmms_eval_command(template, "/ckpt/m", "logs/m", ["MMBench_DEV_EN", "SEEDBench_IMG"])
-    assert "--model qwen2_5_vl" in cmd and "pretrained=/ckpt/m," in cmd
-    assert "--tasks mmbench_en_dev_reasoning,seedbench_reasoning" in cmd
-    with pytest.raises(ValueError, match="comma"):
-        downstream.lmms_eval_command(template, "/ckpt/a,b", "logs")
+def test_data_config_for_vlmevalkits_command_line():
+    template = json.loads((CONFIGS / "vlmevalkit_ssl.json").read_text())
+    assert downstream.data_config(template, ["MMVP"]) == {"MMVP": {"class": "ImageMCQDataset", "dataset": "MMVP"}}
+    assert list(downstream.data_config(template)) == list(downstream.DATASETS)
+    with pytest.raises(ValueError, match="not in the template"):
+        downstream.data_config(template, ["MMMU"])
+
+
+def test_vlmevalkit_command_finds_run_py(tmp_path, monkeypatch):
+    clone = tmp_path / "VLMEvalKit"
+    (clone / "vlmeval").mkdir(parents=True)
+    (clone / "vlmeval" / "__init__.py").write_text("")
+    monkeypatch.delenv("VLMEVALKIT_DIR", raising=False)
+    monkeypatch.setattr(downstream.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match="cannot find VLMEvalKit's run.py"):
+        downstream.vlmevalkit_command()
+    # An editable install of a clone: run.py sits next to the vlmeval package.
+    (clone / "run.py").write_text("")
+    spec = type("Spec", (), {"origin": str(clone / "vlmeval" / "__init__.py")})
+    monkeypatch.setattr(downstream.importlib.util, "find_spec", lambda name: spec)
+    assert downstream.vlmevalkit_command() == f"python {clone / 'run.py'}"
+    monkeypatch.setenv("VLMEVALKIT_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="has no run.py"):
+        downstream.vlmevalkit_command()
+    monkeypatch.setenv("VLMEVALKIT_DIR", str(clone))
+    assert downstream.vlmevalkit_command("py") == f"py {clone / 'run.py'}"
 
 
 # ------------------------------------------------------------------------------------ score files
@@ -83,9 +103,8 @@ def write_scores(root: Path, model: str) -> None:
             "accuracy": [0.6, 0.7, 0.64125, 0.7, 0.58],
         }
     ).to_csv(d / f"{model}_HRBench8K_acc.csv", index=False)
-    pd.DataFrame({"case_accuray": [0.3333], "question_accuray": [0.5467]}).to_csv(
-        d / f"{model}_MMVP_acc.csv", index=False
-    )
+    # MMVP as VLMEvalKit writes it now: Average = per question, Overall = per pair.
+    pd.DataFrame({"Average": [0.5467], "Overall": [0.3333]}).to_csv(d / f"{model}_MMVP_acc.csv", index=False)
     (d / f"{model}_MME-RealWorld-Lite_rating.json").write_text(
         json.dumps(
             {"Overall": 0.4268, "Perception": {"Monitoring": {"Avg": 0.3}, "Avg": 0.45}, "Reasoning": {"Avg": 0.38}}
@@ -99,7 +118,10 @@ def test_parse_score_files(tmp_path):
     d = tmp_path / "m" / "T20260101_Gabc"
     assert downstream.parse_score_file(d / "m_MMBench_DEV_EN_acc.csv") == (0.7715, {"CP": 0.8, "FP-S": 0.7})
     assert downstream.parse_score_file(d / "m_HRBench8K_acc.csv") == (0.64125, {"single": 0.7, "cross": 0.58})
-    headline, details = downstream.parse_score_file(d / "m_MMVP_acc.csv")
+    assert downstream.parse_score_file(d / "m_MMVP_acc.csv", "MMVP") == (0.3333, {"question accuracy": 0.5467})
+    older = tmp_path / "older_MMVP_acc.csv"  # older VLMEvalKit releases (their spelling)
+    pd.DataFrame({"case_accuray": [0.3333], "question_accuray": [0.5467]}).to_csv(older, index=False)
+    headline, details = downstream.parse_score_file(older, "MMVP")
     assert headline == 0.3333 and details["question_accuray"] == 0.5467
     headline, details = downstream.parse_score_file(d / "m_MME-RealWorld-Lite_rating.json")
     assert headline == 0.4268 and details == {"Perception": 0.45, "Reasoning": 0.38}
@@ -141,15 +163,25 @@ FAKE_VLMEVAL = textwrap.dedent(
 
     p = argparse.ArgumentParser()
     p.add_argument("--config"); p.add_argument("--work-dir"); p.add_argument("--mode")
-    p.add_argument("--judge"); p.add_argument("--reuse", action="store_true")
+    p.add_argument("--model", nargs="+"); p.add_argument("--data", nargs="+"); p.add_argument("--data-config")
+    p.add_argument("--judge"); p.add_argument("--reuse", action="store_true"); p.add_argument("--reuse-aux")
     a = p.parse_args()
-    cfg = json.load(open(a.config))
-    assert os.environ.get("SPLIT_THINK") == "0"
-    for model, entry in cfg["model"].items():
-        assert entry["use_custom_prompt"] is False and "<answer>" in entry["system_prompt"]
+    # VLMEvalKit splits thinking off whenever SPLIT_THINK is set at all, "0" included.
+    assert "SPLIT_THINK" not in os.environ
+    if a.mode == "infer":
+        cfg = json.load(open(a.config))
+        models, datasets = cfg["model"], cfg["data"]
+        for entry in models.values():
+            assert entry["use_custom_prompt"] is False and "<answer>" in entry["system_prompt"]
+    else:
+        # Evaluating must not build models: names, not a config; and no reuse of old judged results.
+        assert a.config is None and a.reuse_aux == "infer"
+        models, datasets = a.model, a.data
+        assert list(json.loads(a.data_config)) == datasets
+    for model in models:
         out = Path(a.work_dir) / model / "T20260101_G0000"
         out.mkdir(parents=True, exist_ok=True)
-        for dataset in cfg["data"]:
+        for dataset in datasets:
             pred = out / f"{model}_{dataset}.xlsx"
             if a.mode == "infer":
                 good = model == "trained"
@@ -181,7 +213,7 @@ def test_eval_downstream_script_end_to_end(tmp_path):
     base.mkdir()
     trained.mkdir()
     work = tmp_path / "work"
-    env = {**os.environ, "VLMEVAL": f"{sys.executable} {fake}", "WORK_DIR": str(work)}
+    env = {**os.environ, "VLMEVAL": f"{sys.executable} {fake}", "WORK_DIR": str(work), "SPLIT_THINK": "0"}
     proc = subprocess.run(
         [
             "bash",
@@ -207,6 +239,17 @@ def test_eval_downstream_script_end_to_end(tmp_path):
     assert list(pred["prediction"]) == ["A", "C", "Z", "Z"]
     assert pred["raw_prediction"][2] == "I think it is C because z"
     assert "4 rows: 2 answered" in proc.stdout
+    # The one table: VLMEvalKit's scores with n and the no-answer share from the extraction reports.
+    rows = downstream_table.vlmevalkit_rows(work, ["base", "trained"], ["MMBench_DEV_EN", "MMVP"])
+    assert rows[0]["metric"] == "circular accuracy" and rows[1]["metric"] == "pair accuracy"
+    assert rows[0]["models"]["base"] == {"score": pytest.approx(25.0), "n": 4, "no_answer": pytest.approx(0.5)}
+    assert rows[0]["models"]["trained"]["no_answer"] == pytest.approx(0.25)
+    out = tmp_path / "table"
+    argv = ["--model", "base", "--model", "trained", "--vlmevalkit", str(work), "--out", str(out)]
+    assert downstream_table.main(argv) == 0
+    md = (out / "table.md").read_text()
+    assert "| VLMEvalKit | MMBench_DEV_EN | circular accuracy | 4 | 25.00 | 50.0% | 75.00 | 25.0% | +50.00 |" in md
+    assert "| VLMEvalKit | SEEDBench_IMG | accuracy | – | – | – | – | – | – |" in md  # not run: marked missing
 
 
 def test_eval_downstream_script_rejects_bad_arguments(tmp_path):
@@ -216,3 +259,16 @@ def test_eval_downstream_script_rejects_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "NAME=CKPT_DIR" in proc.stderr
     proc = subprocess.run(["bash", script, f"m={tmp_path / 'missing'}"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    # No VLMEVAL and no VLMEvalKit to be found: a clear error, not `python -m vlmeval` failing later.
+    no_kit = {k: v for k, v in env.items() if k not in ("VLMEVAL", "VLMEVALKIT_DIR")}
+    proc = subprocess.run(["bash", script, f"m={tmp_path}"], env=no_kit, capture_output=True, text=True)
+    assert proc.returncode == 2 and "cannot find VLMEvalKit's run.py" in proc.stderr
+
+
+def test_xlsx_predictions_keep_outputs_that_look_like_formulas(tmp_path):
+    """openpyxl would store "=..." as a formula: NaN when read back, and run by a spreadsheet."""
+    df = pd.DataFrame({"prediction": ["=SUM(A1:A9)", '=HYPERLINK("http://x")', "<answer>B</answer>"], "n": [1, 2, 3]})
+    path = tmp_path / "p.xlsx"
+    write_table(df, path)
+    assert list(read_table(path)["prediction"]) == list(df["prediction"])
+    assert all(cell.data_type != "f" for row in openpyxl.load_workbook(path).active.iter_rows() for cell in row)
