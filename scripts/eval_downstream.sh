@@ -34,26 +34,14 @@ TEMPLATE="${TEMPLATE:-$REPO/configs/eval/vlmevalkit_ssl.json}"
 
 has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
-models=()
-datasets=()
-while (($#)); do
-  case "$1" in
-    --) shift; datasets=("$@"); break ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *=*) models+=("$1"); shift ;;
-    *) echo "error: expected NAME=CKPT_DIR, got '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-if ((${#models[@]} == 0)); then
-  echo "error: give at least one NAME=CKPT_DIR" >&2; exit 2
-fi
+source "$REPO/scripts/lib/eval_args.sh"
+parse_eval_args "$@"
+models=("${EVAL_MODELS[@]}")
+datasets=(${EVAL_DATASETS[@]+"${EVAL_DATASETS[@]}"})
 names=()
 for spec in "${models[@]}"; do
-  name="${spec%%=*}"; path="${spec#*=}"
-  if [[ " $STAGES " == *" infer "* && ! -d "$path" ]]; then
-    echo "error: checkpoint folder '$path' of model '$name' does not exist" >&2; exit 2
-  fi
-  names+=("$name")
+  if has_stage infer; then require_checkpoint "$spec"; fi
+  names+=("${spec%%=*}")
 done
 data_args=()
 if ((${#datasets[@]})); then data_args=(--data "${datasets[@]}"); fi

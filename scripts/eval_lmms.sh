@@ -23,28 +23,14 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${OUT_DIR:-outputs/lmms}"
 TEMPLATE="${TEMPLATE:-$REPO/configs/eval/lmms_eval_ssl.json}"
 
-models=()
-datasets=()
-while (($#)); do
-  case "$1" in
-    --) shift; datasets=("$@"); break ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *=*) models+=("$1"); shift ;;
-    *) echo "error: expected NAME=CKPT_DIR, got '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-if ((${#models[@]} == 0)); then
-  echo "error: give at least one NAME=CKPT_DIR" >&2; exit 2
-fi
+source "$REPO/scripts/lib/eval_args.sh"
+parse_eval_args "$@"
 args=()
-for spec in "${models[@]}"; do
-  path="${spec#*=}"
-  if [[ ! -d "$path" ]]; then
-    echo "error: checkpoint folder '$path' of model '${spec%%=*}' does not exist" >&2; exit 2
-  fi
+for spec in "${EVAL_MODELS[@]}"; do
+  require_checkpoint "$spec"
   args+=(--model "$spec")
 done
-if ((${#datasets[@]})); then args+=(--data "${datasets[@]}"); fi
+if ((${#EVAL_DATASETS[@]})); then args+=(--data "${EVAL_DATASETS[@]}"); fi
 
 mkdir -p "$OUT_DIR"
 exec python -m verl_ext.evaluation.lmms_eval_run run --template "$TEMPLATE" --output-root "$OUT_DIR" \

@@ -16,9 +16,9 @@ non-reasoning tasks (BLINK, MMVP, HRBench8K, MME-RealWorld-Lite) look for the fi
   ``grouped_acc`` where a benchmark scores rows together: MMBench's circular accuracy (every circular copy of a
   question right) and MMVP's pair accuracy (both pictures of a pair right).
 
-Each benchmark is an adapter from its lmms-eval document to a :class:`Question`; everything else is shared. The
-YAML files and ``ssl_tasks.py`` (the module lmms-eval loads by path, ``!function ssl_tasks.…``) are in
-``verl_ext/evaluation/lmms_tasks/``.
+Each benchmark is a :class:`Benchmark`: how to read a :class:`Question` and the pictures from its lmms-eval
+document; everything else is shared. The YAML files and ``ssl_tasks.py`` (the module lmms-eval loads by path,
+``!function ssl_tasks.…``) are in ``verl_ext/evaluation/lmms_tasks/``.
 """
 
 from __future__ import annotations
