@@ -194,6 +194,17 @@ def test_base64_with_data_uri_and_bytes_agree() -> None:
     assert content_id(a) == content_id(b)
 
 
+def test_truncated_pictures_are_skipped_even_when_pillow_is_told_to_load_them(monkeypatch) -> None:
+    """Some libraries switch Pillow's LOAD_TRUNCATED_IMAGES on at import (lmms-eval does); decoding must not care."""
+    from PIL import ImageFile
+
+    truncated = jpeg_bytes(photo_variants(1)[0])[:1500]
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageSkip, match="corrupt or truncated"):
+        decode_bytes(truncated)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the process's own setting is left as it was
+
+
 def test_decompression_bomb_is_refused_before_decoding() -> None:
     with pytest.raises(ImageSkip, match="decompression bomb"):
         decode_bytes(png_bomb())

@@ -46,6 +46,8 @@ class RowsReport:
 def _image_problem(image: Any) -> str | None:
     from PIL import Image
 
+    from verl_ext.sources.decode import load_whole
+
     if not isinstance(image, Mapping):
         return f"is a {type(image).__name__}, not a {{'bytes', 'path'}} record"
     data = image.get("bytes")
@@ -56,7 +58,7 @@ def _image_problem(image: Any) -> str | None:
         with Image.open(io.BytesIO(data)) as picture:
             if picture.format == "JPEG":
                 picture.draft("RGB", (max(1, picture.width // 8), max(1, picture.height // 8)))
-            picture.load()
+            load_whole(picture)
     except Exception as error:  # noqa: BLE001 - any failure to decode is this row's problem
         return f"does not decode ({type(error).__name__}: {error})"
     return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from verl_ext.qwen_vision import MAX_PIXELS
 from verl_ext.sources.base import Box, Payload, RawItem
@@ -81,6 +81,23 @@ def payload_bytes(payload: Payload | dict | None) -> bytes:
     return data
 
 
+def load_whole(image: Image.Image) -> None:
+    """``image.load()``, raising on a truncated file whatever the process has set.
+
+    Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` (a process-wide switch) makes a truncated file load silently,
+    its missing part grey; libraries turn it on at import (lmms-eval 0.7.3 does), which would turn a corrupt
+    picture from a counted skip into a grey-bottomed puzzle depending on what else was imported. Pictures are
+    decoded one at a time per process (builder workers are processes), so switching it off around the load is
+    safe.
+    """
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
 def decode_bytes(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS, notes: Counter | None = None) -> Image.Image:
     """Decode an encoded image file into a normalised RGB picture (see the module docstring)."""
     notes = notes if notes is not None else Counter()
@@ -105,7 +122,7 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS, notes: Coun
         scale = math.sqrt(limits.max_pixels / (width * height))
         image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
     try:
-        image.load()
+        load_whole(image)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
         raise ImageSkip("corrupt or truncated image") from None
     except MemoryError:
