@@ -3,6 +3,7 @@
 # parse_eval_args sets the arrays EVAL_MODELS (NAME=CKPT_DIR specs) and EVAL_DATASETS; anything else exits 2 with
 # the reason, and -h/--help prints the calling script's header comment.
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # EVAL_MODELS and EVAL_DATASETS are read by the scripts that source this file
 
 parse_eval_args() {
   EVAL_MODELS=()
