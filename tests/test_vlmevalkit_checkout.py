@@ -38,7 +38,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _benchmarks(root: Path) -> dict[str, str]:
-    """MMBench_DEV_EN (circular copies) and MMVP (pairs) TSVs, and the stand-in's response to each question."""
+    """The benchmark TSVs (MMBench_DEV_EN with circular copies, MMVP pairs, and three more layouts), and the
+    stand-in's response to each question."""
     pics = photo_variants(4, seed=3)
     mmbench, answers = [], {}
     for q in range(2):
@@ -78,7 +79,41 @@ def _benchmarks(root: Path) -> dict[str, str]:
             }
         )
     pd.DataFrame(mmvp).to_csv(root / "MMVP.tsv", sep="\t", index=False)
+    answers.update(_other_benchmarks(root, pics))
     return answers
+
+
+def _other_benchmarks(root: Path, pics) -> dict[str, str]:
+    """SEEDBench_IMG, HRBench8K and MME-RealWorld-Lite: two questions each, the first answered right."""
+    seed = [
+        {"index": i, "question": f"[s{i}] What is it?", "A": "w", "B": "x", "C": "y", "D": "z", "answer": "C"}
+        | {"category": "Scene Understanding", "image": b64(jpeg_bytes(pics[i]))}
+        for i in range(2)
+    ]
+    pd.DataFrame(seed).to_csv(root / "SEEDBench_IMG.tsv", sep="\t", index=False)
+    hr = [
+        {"index": i, "question": f"[h{i}] What does the label say?", "A": "one", "B": "two", "C": "three"}
+        | {"D": "four", "answer": "D", "category": "single", "cycle_category": "cycle_1"}
+        | {"image": b64(jpeg_bytes(pics[i]))}
+        for i in range(2)
+    ]
+    pd.DataFrame(hr).to_csv(root / "HRBench8K.tsv", sep="\t", index=False)
+    options = ["(A) stop", "(B) go", "(C) wait", "(D) turn", "(E) exit"]
+    mme = [
+        {"index": i, "question": f"[e{i}] What does the sign say?", "multi-choice options": str(options)}
+        | {"answer": "E", "category": "Perception/Monitoring", "l2-category": "vehicle/counting"}
+        | {"image": b64(jpeg_bytes(pics[i]))}
+        for i in range(2)
+    ]
+    pd.DataFrame(mme).to_csv(root / "MME-RealWorld-Lite.tsv", sep="\t", index=False)
+    return {
+        "[s0]": "<think>y</think> <answer>C</answer>",
+        "[s1]": "<think>y</think> <answer>B</answer>",
+        "[h0]": "<think>tiny</think> <answer>four</answer>",
+        "[h1]": "<think>tiny</think>",
+        "[e0]": "<think>sign</think> <answer>(E) exit</answer>",
+        "[e1]": "<think>sign</think> <answer>A</answer>",
+    }
 
 
 def test_eval_downstream_with_the_real_vlmevalkit(tmp_path):
@@ -109,6 +144,7 @@ def test_eval_downstream_with_the_real_vlmevalkit(tmp_path):
     }
     script = ["bash", str(REPO / "scripts" / "eval_downstream.sh"), f"base={tmp_path / 'base'}"]
     script += [f"trained={tmp_path / 'trained'}", "--", "MMBench_DEV_EN", "MMVP"]
+    script += ["SEEDBench_IMG", "HRBench8K", "MME-RealWorld-Lite"]
     proc = subprocess.run(script, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
@@ -118,6 +154,11 @@ def test_eval_downstream_with_the_real_vlmevalkit(tmp_path):
     assert table["results"]["MMBench_DEV_EN"]["trained"]["score"] == pytest.approx(50.0)  # circular: q0 only
     mmvp = table["results"]["MMVP"]["base"]
     assert mmvp["score"] == pytest.approx(0.0) and mmvp["details"] == {"question accuracy": pytest.approx(50.0)}
+    # The score files of the other layouts, as VLMEvalKit writes them, read by the collector: one of two right.
+    for dataset in ("SEEDBench_IMG", "HRBench8K", "MME-RealWorld-Lite"):
+        entry = table["results"][dataset]["trained"]
+        assert "score" in entry, (dataset, entry)
+        assert entry["score"] == pytest.approx(50.0), (dataset, entry)
     predictions = downstream.find_predictions(work, "trained", ["MMBench_DEV_EN"])["MMBench_DEV_EN"]
     rows = read_table(predictions).set_index("index")
     assert "thinking" not in rows.columns  # SPLIT_THINK stayed off

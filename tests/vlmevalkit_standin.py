@@ -24,8 +24,8 @@ from pathlib import Path
 CHECKOUT = Path(os.environ["VLMEVALKIT_DIR"]).resolve()
 sys.path.insert(0, str(CHECKOUT))
 
-import vlmeval.vlm  # noqa: E402  (from the checkout just put on the path)
-from vlmeval.dataset.image_mcq import ImageMCQDataset  # noqa: E402
+import vlmeval.dataset  # noqa: E402  (from the checkout just put on the path)
+import vlmeval.vlm  # noqa: E402
 from vlmeval.vlm.base import BaseModel  # noqa: E402
 
 
@@ -53,9 +53,13 @@ def _md5(path: Path) -> str:
 def main() -> None:
     vlmeval.vlm.ThinkAnswerStandIn = ThinkAnswerStandIn
     data_root = Path(os.environ["LMUData"])
+    checksums = [
+        c.DATASET_MD5 for c in vars(vlmeval.dataset).values() if isinstance(getattr(c, "DATASET_MD5", None), dict)
+    ]
     for tsv in data_root.glob("*.tsv"):
-        if tsv.stem in ImageMCQDataset.DATASET_MD5:
-            ImageMCQDataset.DATASET_MD5[tsv.stem] = _md5(tsv)
+        for known in checksums:
+            if tsv.stem in known:
+                known[tsv.stem] = _md5(tsv)
     run_py = CHECKOUT / "run.py"
     sys.argv = [str(run_py), *sys.argv[1:]]
     runpy.run_path(str(run_py), run_name="__main__")
