@@ -193,18 +193,24 @@ def test_verl_trainer_builds_our_replay_buffer(config) -> None:
     assert isinstance(buffer, ReplayBuffer)
 
 
-def test_sampler_kwargs_reach_the_replay_buffer() -> None:
-    config = compose(
-        [
-            f"trainer.v1.sampler.custom_sampler.path={SAMPLER_FILE}",
-            "trainer.v1.sampler.custom_sampler.name=TaskMetricsReplayBuffer",
-            "+trainer.v1.sampler.sampler_kwargs.filter_groups_metric=acc",
-            "+trainer.v1.sampler.sampler_kwargs.train_batch_size=8",
-            "+trainer.v1.sampler.sampler_kwargs.gen_batch_size=1",
-        ]
-    )
+def test_group_filtering_reaches_our_replay_buffer() -> None:
+    """The project's config with ``algorithm.filter_groups`` on: verl builds our buffer (its own code,
+    ``PPOTrainer._build_replay_buffer``) with the filtering arguments it gives its built-in one."""
     from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
+    from verl_ext.launch.preflight import compose as compose_project
+
+    overrides = ["algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=acc"]
+    config = compose_project(REPO / "configs", "grpo_cpu_tiny", [*overrides, "data.train_batch_size=8"])
     fake_trainer = SimpleNamespace(config=config, trainer_mode="sync", _add_prompts_to_generate=lambda n: n)
     buffer = PPOTrainer._build_replay_buffer(fake_trainer)
+    assert type(buffer).__name__ == "TaskMetricsReplayBuffer"
     assert (buffer.filter_groups_metric, buffer.train_batch_size, buffer.gen_batch_size) == ("acc", 8, 1)
+    plain = PPOTrainer._build_replay_buffer(
+        SimpleNamespace(
+            config=compose_project(REPO / "configs", "grpo_cpu_tiny", []),
+            trainer_mode="sync",
+            _add_prompts_to_generate=lambda n: n,
+        )
+    )
+    assert plain.filter_groups_metric is None

@@ -14,7 +14,7 @@ from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable  # noqa: 
 
 ensure_torchvision_importable()
 
-from verl_ext.task_metrics import TaskMetricsReplayBuffer, task_metrics  # noqa: E402
+from verl_ext.task_metrics import TaskMetricsReplayBuffer, filtering_kwargs, task_metrics  # noqa: E402
 
 
 def info(score: float, acc: float, fmt: float = 1.0) -> dict:
@@ -114,4 +114,61 @@ def test_replay_buffer_adds_per_task_metrics(transfer_queue) -> None:
     assert metrics["train/ssl_jigsaw/acc"] == 0.0
     assert metrics["train/ssl_jigsaw/flat_groups"] == 1.0
     assert metrics["train/ssl_jigsaw/responses_total"] == 2.0
+    transfer_queue.kv_clear(keys=batch.keys, partition_id="train")
+
+
+def test_filtering_settings_match_verls_builtin_buffer() -> None:
+    """What the configs hand over in sampler_kwargs becomes what verl gives its own buffer (trainer_base.py)."""
+    on = {"filter_groups": {"enable": True, "metric": "acc", "max_inflight_gen_batches": 3}, "train_batch_size": 8}
+    assert filtering_kwargs(on, sync=True) == {
+        "filter_groups_metric": "acc",
+        "sync_refill_failed_groups": False,
+        "train_batch_size": 8,
+        "gen_batch_size": 1,
+        "max_inflight_gen_batches": 3,
+    }
+    assert filtering_kwargs(on, sync=False) == {"filter_groups_metric": "acc", "sync_refill_failed_groups": False}
+    off = {"filter_groups": {"enable": False, "metric": "acc"}, "train_batch_size": 8, "gen_batch_size": None}
+    assert filtering_kwargs(off, sync=True)["filter_groups_metric"] is None
+    assert filtering_kwargs(off, sync=True)["gen_batch_size"] == 8
+    assert filtering_kwargs({}, sync=True)["filter_groups_metric"] is None  # a config without the hand-over
+    with pytest.raises(ValueError, match="metric must be set"):
+        filtering_kwargs({"filter_groups": {"enable": True, "metric": None}, "train_batch_size": 8}, sync=True)
+
+
+@pytest.mark.e2e
+def test_flat_groups_are_filtered_refilled_and_reported_per_task(transfer_queue) -> None:
+    """algorithm.filter_groups with this buffer: flat groups are dropped, new prompts are asked for in their place,
+    the batch holds only informative groups, and each task's share of flat groups among those generated is logged."""
+    refills = []
+
+    def refill(count: int) -> int:  # the trainer's _add_prompts_to_generate: new prompts, here finished at once
+        for i in range(count):
+            uid = f"r{len(refills)}x{i}"
+            put_group(transfer_queue, uid, "ssl_rotation", [info(1, 1), info(0.1, 0)])
+        refills.append(count)
+        return count
+
+    buffer = TaskMetricsReplayBuffer(
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=None,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={"filter_groups": {"enable": True, "metric": "acc"}, "train_batch_size": 2},
+        poll_interval=0.05,
+        refill_fn=refill,
+    )
+    assert buffer.filter_groups_metric == "acc" and buffer.gen_batch_size == 1
+    put_group(transfer_queue, "q1", "ssl_rotation", [info(1, 1), info(0.1, 0)])  # informative
+    put_group(transfer_queue, "q2", "ssl_jigsaw", [info(0.1, 0), info(0.1, 0)])  # flat: all wrong
+    put_group(transfer_queue, "q3", "ssl_rotation", [info(1, 1), info(1, 1)])  # flat: all right
+    batch, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=2)
+    uids = {key.split("_")[0] for key in batch.keys}
+    assert len(uids) == 2 and not uids & {"q2", "q3"}  # two informative groups (verl drops any surplus)
+    assert refills and sum(refills) >= 1
+    assert metrics["train/ssl_jigsaw/flat_groups"] == 1.0 and metrics["train/ssl_jigsaw/filtered_groups"] == 1.0
+    generated_rotation = 2 + sum(refills)  # q1, q3 and the refills
+    assert metrics["train/ssl_rotation/flat_groups"] == pytest.approx(1 / generated_rotation)
+    assert metrics["train/ssl_rotation/acc"] == 0.5  # the batch itself: informative groups only
+    assert metrics["train/ssl_rotation/filtered_groups"] == 1.0
     transfer_queue.kv_clear(keys=batch.keys, partition_id="train")

@@ -11,8 +11,10 @@ in the sampled batch::
 
     train/<data_source>/<key>              mean over the batch's responses of each numeric reward key
                                            (score, acc, format, partial, answered for verl_ext.reward)
-    train/<data_source>/flat_groups        fraction of prompts whose rollouts all got the same score
-                                           (no GRPO advantage, no learning signal)
+    train/<data_source>/flat_groups        fraction of the step's prompts whose rollouts all got the same score
+                                           (no GRPO advantage, no learning signal); with group filtering on,
+                                           of the groups generated for the step, filtered ones included
+    train/<data_source>/filtered_groups    with group filtering on: groups dropped (and replaced) this step
     train/<data_source>/responses_total    number of responses behind the figures
 
 Enable it (sync trainer, the default ``trainer.v1.trainer_mode=sync``)::
@@ -22,10 +24,12 @@ Enable it (sync trainer, the default ``trainer.v1.trainer_mode=sync``)::
 
 For the async trainer modes use ``name=TaskMetricsReplayBufferAsync``.
 
-Caveat: verl hands a custom sampler only the base constructor arguments, so DAPO group filtering
-(``algorithm.filter_groups``) and ``trainer.v1.sampler.sync_refill_failed_groups`` are not wired in by
-verl; pass them through ``+trainer.v1.sampler.sampler_kwargs.<name>=<value>`` (names of
-:data:`_FORWARDED_SAMPLER_KWARGS`) when you need them with this sampler.
+Group filtering. verl hands a custom replay buffer only the base constructor arguments: DAPO group filtering
+(``algorithm.filter_groups``, which drops groups whose responses all score the same and generates new prompts in
+their place) and ``trainer.v1.sampler.sync_refill_failed_groups`` would be silently off. The project's configs
+pass them through ``trainer.v1.sampler.sampler_kwargs`` (interpolations of those keys, plus the batch sizes), and
+:func:`filtering_kwargs` turns them into the arguments verl gives its built-in buffer, with the same rules, so
+``algorithm.filter_groups.enable=true algorithm.filter_groups.metric=acc`` works with these metrics on.
 """
 
 from __future__ import annotations
@@ -43,14 +47,41 @@ logger = logging.getLogger(__name__)
 
 METRIC_PREFIX = "train"
 
-# Optional ReplayBuffer arguments verl passes only to its built-in sampler; accepted from sampler_kwargs.
-_FORWARDED_SAMPLER_KWARGS = (
-    "filter_groups_metric",
-    "train_batch_size",
-    "gen_batch_size",
-    "max_inflight_gen_batches",
-    "sync_refill_failed_groups",
-)
+
+def _setting(settings: Any, key: str, default: Any = None) -> Any:
+    if settings is None:
+        return default
+    value = settings.get(key, default) if hasattr(settings, "get") else getattr(settings, key, default)
+    return default if value is None else value
+
+
+def filtering_kwargs(sampler_kwargs: Mapping[str, Any] | None, sync: bool) -> dict[str, Any]:
+    """The group-filtering arguments verl's trainer gives its built-in replay buffer (``trainer_base.py``,
+    ``_build_replay_buffer``), from the settings the project's configs put in ``sampler_kwargs``:
+    ``filter_groups`` (``algorithm.filter_groups``), ``sync_refill_failed_groups``, ``train_batch_size`` and
+    ``gen_batch_size`` (``data.*``)."""
+    sampler_kwargs = sampler_kwargs or {}
+    groups = _setting(sampler_kwargs, "filter_groups")
+    metric = None
+    if bool(_setting(groups, "enable", False)):
+        metric = _setting(groups, "metric")
+        if not metric:
+            raise ValueError("algorithm.filter_groups.metric must be set when group filtering is enabled")
+    refill_failed = bool(_setting(sampler_kwargs, "sync_refill_failed_groups", False))
+    out: dict[str, Any] = {"filter_groups_metric": metric, "sync_refill_failed_groups": refill_failed}
+    if sync:
+        train_batch = _setting(sampler_kwargs, "train_batch_size")
+        if (metric is not None or refill_failed) and train_batch is None:
+            raise ValueError(
+                "group filtering needs trainer.v1.sampler.sampler_kwargs.train_batch_size (the project's configs "
+                "set it to ${data.train_batch_size})"
+            )
+        out["train_batch_size"] = train_batch
+        out["gen_batch_size"] = (
+            1 if metric is not None or refill_failed else (_setting(sampler_kwargs, "gen_batch_size") or train_batch)
+        )
+        out["max_inflight_gen_batches"] = int(_setting(groups, "max_inflight_gen_batches", 1)) if metric else 1
+    return out
 
 
 def _as_list(values: Any) -> list[Any]:
@@ -114,18 +145,61 @@ class _TaskMetricsMixin:
     """Adds :func:`task_metrics` of every sampled training batch to the metrics ``sample()`` returns."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        sampler_kwargs = kwargs.get("sampler_kwargs") or {}
-        for name in _FORWARDED_SAMPLER_KWARGS:
-            if name in sampler_kwargs and name not in kwargs:
-                kwargs[name] = sampler_kwargs[name]
+        sync = not isinstance(self, ReplayBufferAsync)
+        for name, value in filtering_kwargs(kwargs.get("sampler_kwargs"), sync).items():
+            kwargs.setdefault(name, value)
         super().__init__(*args, **kwargs)
         self._metrics_failed = False
+        # Groups classified by the group filter since the last sample(): data source -> [flat, all].
+        self._generated: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self._counted: set[str] = set()
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[Any, dict]:
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
         if partition_id == "train" and batch.keys:
             metrics = {**metrics, **self._batch_task_metrics(batch)}
+            if self.filter_groups_metric is not None:
+                # The sampled batch holds no flat group any more: report what was generated for the step.
+                for source, (flat, total) in self._generated.items():
+                    metrics[f"{METRIC_PREFIX}/{source}/flat_groups"] = flat / total
+                    metrics[f"{METRIC_PREFIX}/{source}/filtered_groups"] = float(flat)
+                self._generated.clear()
         return batch, metrics
+
+    def _dapo_filtered_keys(self, partition_id: str) -> tuple[set[str], Any]:
+        filtered, counts = super()._dapo_filtered_keys(partition_id)
+        if partition_id == "train" and self.filter_groups_metric is not None:
+            self._count_generated(partition_id)
+        return filtered, counts
+
+    def _count_generated(self, partition_id: str) -> None:
+        """Add the groups the filter classified since the last call to the per-source counts."""
+        import transfer_queue as tq
+
+        classified = self._dapo_classification_cache[partition_id]
+        self._counted &= classified.keys()  # evicted groups leave the cache
+        new = classified.keys() - self._counted
+        if not new:
+            return
+        one_key = {}
+        for key in self.partitions[partition_id]:
+            uid = key.split("_")[0]
+            if uid in new and uid not in one_key:
+                one_key[uid] = key
+        try:
+            uids = sorted(one_key)
+            data = tq.kv_batch_get(
+                keys=[one_key[u] for u in uids], partition_id=partition_id, select_fields=["data_source"]
+            )
+            for uid, source in zip(uids, _as_list(data["data_source"]), strict=True):
+                counts = self._generated[str(source)]
+                counts[0] += classified[uid] is not None
+                counts[1] += 1
+        except Exception as error:  # noqa: BLE001 - a metric must never stop training
+            if not self._metrics_failed:
+                self._metrics_failed = True
+                logger.warning("per-task flat-group counts unavailable: %r", error)
+        self._counted |= new
 
     def _batch_task_metrics(self, batch: Any) -> dict[str, float]:
         import transfer_queue as tq
@@ -155,4 +229,4 @@ class TaskMetricsReplayBufferAsync(_TaskMetricsMixin, ReplayBufferAsync):
     """verl's asynchronous replay buffer plus per-task training metrics (async trainer modes)."""
 
 
-__all__ = ["TaskMetricsReplayBuffer", "TaskMetricsReplayBufferAsync", "task_metrics"]
+__all__ = ["TaskMetricsReplayBuffer", "TaskMetricsReplayBufferAsync", "filtering_kwargs", "task_metrics"]
