@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from verl_ext.evaluation import downstream, downstream_table
+from verl_ext.evaluation.instruction import SYSTEM_PROMPT
 from verl_ext.evaluation.predictions import read_table, write_table
 from verl_ext.tasks.base import FORMAT_INSTRUCTION
 
@@ -27,8 +28,8 @@ def test_configs_carry_the_training_instruction_and_all_benchmarks():
     vlm = json.loads((CONFIGS / "vlmevalkit_ssl.json").read_text())
     entry = vlm["model"]["MODEL_NAME"]
     assert entry["class"] == "Qwen2VLChat" and entry["use_custom_prompt"] is False
-    assert entry["system_prompt"] == downstream.SYSTEM_PROMPT
-    assert downstream.SYSTEM_PROMPT.startswith(FORMAT_INSTRUCTION)
+    assert entry["system_prompt"] == SYSTEM_PROMPT
+    assert SYSTEM_PROMPT.startswith(FORMAT_INSTRUCTION)
     assert list(vlm["data"]) == list(downstream.DATASETS)
     lmms = json.loads((CONFIGS / "lmms_eval_ssl.json").read_text())
     assert list(lmms["tasks"]) == list(downstream.DATASETS)
@@ -42,7 +43,7 @@ def test_vlmevalkit_config_for_two_models():
     cfg = downstream.vlmevalkit_config(template, models, ["MMBench_DEV_EN", "MMVP"])
     assert list(cfg["model"]) == ["base", "trained"]
     assert cfg["model"]["trained"]["model_path"] == "/m/step300"
-    assert cfg["model"]["base"]["system_prompt"] == downstream.SYSTEM_PROMPT
+    assert cfg["model"]["base"]["system_prompt"] == SYSTEM_PROMPT
     assert list(cfg["data"]) == ["MMBench_DEV_EN", "MMVP"]
     assert template["model"]["MODEL_NAME"]["model_path"] == "MODEL_PATH"  # template untouched
     with pytest.raises(ValueError, match="not in the template"):

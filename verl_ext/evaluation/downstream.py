@@ -45,8 +45,6 @@ from typing import Any
 
 import pandas as pd
 
-from verl_ext.evaluation.instruction import SYSTEM_PROMPT
-
 DATASETS = (
     "MMBench_DEV_EN",
     "SEEDBench_IMG",
@@ -57,7 +55,6 @@ DATASETS = (
     "HRBench8K",
     "MMVP",
 )
-__all__ = ["DATASETS", "SYSTEM_PROMPT"]
 NAME_PLACEHOLDER, PATH_PLACEHOLDER = "MODEL_NAME", "MODEL_PATH"
 PREDICTION_SUFFIXES = (".xlsx", ".tsv")
 

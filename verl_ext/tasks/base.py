@@ -109,6 +109,9 @@ class Task:
     needs_partner: ClassVar[bool] = False
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default_difficulty: ClassVar[str] = "medium"
+    # The difficulty ladder an adaptive curriculum (verl_ext.curriculum) climbs: knobs of make(), easiest first,
+    # with the presets as points on it. Empty: the presets easy, medium, hard, in that order.
+    ladder: ClassVar[tuple[Mapping[str, Any], ...]] = ()
 
     def make(
         self,
@@ -144,6 +147,12 @@ class Task:
         if self.answer_kind == "permutation":
             return answers.score_permutation(answer, ground_truth, n=int(params["num_tiles"]))
         return answers.score_label_index(answer, ground_truth, _label_index(self, params_key(params)))
+
+    def levels(self) -> tuple[Mapping[str, Any], ...]:
+        """The knobs of each level of this task's difficulty ladder, easiest first."""
+        if self.ladder:
+            return self.ladder
+        return tuple(self.presets[name] for name in ("easy", "medium", "hard") if name in self.presets)
 
     def knobs_for(self, difficulty: str | None = None, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for :meth:`make`: the preset of ``difficulty`` updated by explicit overrides."""

@@ -79,6 +79,8 @@ class FlipTask(Task):
         # More, smaller tiles and no lines: the model must find the tile edges from the seams themselves.
         "hard": {"rows": 4, "cols": 4, "draw_grid": False},
     }
+    # More tiles first, then the grid lines go.
+    ladder = (presets["easy"], presets["medium"], {"rows": 4, "cols": 4, "draw_grid": True}, presets["hard"])
 
     def make(
         self,

@@ -43,6 +43,14 @@ class JigsawTask(Task):
         "medium": {"rows": 3, "cols": 3},
         "hard": {"rows": 4, "cols": 4},
     }
+    # One more row or column at a time: 4, 6, 9, 12, 16 tiles.
+    ladder = (
+        presets["easy"],
+        {"rows": 2, "cols": 3},
+        presets["medium"],
+        {"rows": 3, "cols": 4},
+        presets["hard"],
+    )
     # 2x2 by default: the grid SSL4RL trained on MMBench pictures, whose small images give 3x3 tiles too few pixels.
     default_difficulty = "easy"
 

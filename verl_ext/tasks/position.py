@@ -69,6 +69,14 @@ class PositionTask(Task):
         "medium": {"rows": 3, "cols": 3, "crop_fraction": (0.2, 0.8), "augment": False},
         "hard": {"rows": 3, "cols": 3, "crop_fraction": (0.2, 0.5), "augment": True},
     }
+    # More cells, then smaller crops, then augmented crops: one change per level.
+    ladder = (
+        presets["easy"],
+        {"rows": 2, "cols": 3, "crop_fraction": (0.2, 0.8), "augment": False},
+        presets["medium"],
+        {"rows": 3, "cols": 3, "crop_fraction": (0.2, 0.5), "augment": False},
+        presets["hard"],
+    )
     # Default: quadrants and no augmentation, SSL4RL's effective setting (its augmentation was off by default).
     default_difficulty = "easy"
 

@@ -44,6 +44,13 @@ class RotationTask(Task):
         "medium": {"form": "single", "angles": RIGHT_ANGLES},
         "hard": {"form": "single", "angles": (0, 45, 90, 135, 180, 225, 270, 315)},
     }
+    # Between the presets: eighth turns while the upright original is still shown.
+    ladder = (
+        presets["easy"],
+        {"form": "pair", "angles": presets["hard"]["angles"]},
+        presets["medium"],
+        presets["hard"],
+    )
     # Default: the two-image form (original + rotated) over quarter turns, SSL4RL's setting; the single-image
     # forms ask the model to know which way is up, which many pictures do not show.
     default_difficulty = "easy"
