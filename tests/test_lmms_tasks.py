@@ -114,6 +114,23 @@ def test_table_reads_lmms_eval_results(standin_run):
     assert rows[1]["metric"] == "accuracy" and rows[1]["models"]["out"]["no_answer"] == pytest.approx(0.0)
 
 
+def test_one_table_from_both_tools(standin_run, tmp_path):
+    *_, root = standin_run
+    template = {"model": "m", "model_args": {}, "tasks": {"MMVP": "test_ssl_mmvp"}, "headline": {"MMVP": "grouped_acc"}}
+    (tmp_path / "template.json").write_text(json.dumps(template))
+    vlmevalkit = tmp_path / "vlmevalkit"  # no VLMEvalKit results for this model: its rows show as missing
+    vlmevalkit.mkdir()
+    argv = ["--model", "out", "--vlmevalkit", str(vlmevalkit), "--lmms-eval", str(root)]
+    argv += ["--lmms-template", str(tmp_path / "template.json"), "--data", "MMVP", "--out", str(tmp_path / "t")]
+    assert downstream_table.main(argv) == 0
+    table = (tmp_path / "t" / "table.md").read_text()
+    assert "| tool | benchmark | metric | n | out | out no answer |" in table
+    assert "| VLMEvalKit | MMVP | pair accuracy | – | – | – |" in table
+    assert "| lmms-eval | MMVP | pair accuracy | 4 | 50.00 | 25.0% |" in table
+    rows = json.loads((tmp_path / "t" / "table.json").read_text())["rows"]
+    assert [(r["tool"], r["benchmark"]) for r in rows] == [("VLMEvalKit", "MMVP"), ("lmms-eval", "MMVP")]
+
+
 def test_open_answers_are_read_from_the_last_tag():
     doc = {"question": "How many?\nPlease answer directly with a single word.", "answer": "2"}
     question = realworldqa_question(doc)
