@@ -256,9 +256,8 @@ def write_task_folder(root: Path) -> dict[str, Case]:
     for name, case in all_cases.items():
         data = root / f"{name}.parquet"
         dataset = datasets.Dataset.from_list(case.docs, features=case.features)
-        for column in ("image", "image_1"):
-            if column in dataset.column_names and case.features is None and isinstance(case.docs[0][column], dict):
-                dataset = dataset.cast_column(column, datasets.Image())
+        if case.features is None and isinstance(case.docs[0].get("image"), dict):
+            dataset = dataset.cast_column("image", datasets.Image())
         if name == "seedbench":
             dataset = dataset.cast_column("image", datasets.Sequence(datasets.Image()))
         dataset.to_parquet(str(data))

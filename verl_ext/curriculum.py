@@ -64,7 +64,6 @@ class Level:
     """What the controller knows about one level."""
 
     rate: float  # estimated solve rate
-    groups: int = 0  # groups seen in all
     since_move: int = 0  # groups seen since the frontier last moved
 
 
@@ -112,7 +111,6 @@ class Curriculum:
             # The moving average over groups, taken per step: k groups weigh what k successive updates would.
             weight = 1.0 - (1.0 - self.config.ema) ** len(accuracies)
             stats.rate = (1.0 - weight) * stats.rate + weight * observed
-            stats.groups += len(accuracies)
             stats.since_move += len(accuracies)
         self._move()
 

@@ -49,9 +49,7 @@ METRIC_PREFIX = "train"
 
 
 def _setting(settings: Any, key: str, default: Any = None) -> Any:
-    if settings is None:
-        return default
-    value = settings.get(key, default) if hasattr(settings, "get") else getattr(settings, key, default)
+    value = None if settings is None else settings.get(key)  # a dict or an OmegaConf DictConfig
     return default if value is None else value
 
 

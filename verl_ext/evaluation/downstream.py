@@ -177,10 +177,6 @@ def _is_number(value: Any) -> bool:
 def parse_score_file(path: str | Path, dataset: str | None = None) -> tuple[float, dict[str, float]]:
     """``(headline, details)`` of one VLMEvalKit score file, as fractions (see the module docstring)."""
     path = Path(path)
-    if dataset == "MMVP" and path.suffix == ".csv":
-        row = pd.read_csv(path).iloc[0]
-        if "Overall" in row and "Average" in row:
-            return float(row["Overall"]), {"question accuracy": float(row["Average"])}
     if path.suffix == ".json":
         rating = json.loads(path.read_text())
         if not isinstance(rating, dict) or not _is_number(rating.get("Overall")):
@@ -188,6 +184,9 @@ def parse_score_file(path: str | Path, dataset: str | None = None) -> tuple[floa
         details = {k: float(v["Avg"]) for k, v in rating.items() if isinstance(v, dict) and _is_number(v.get("Avg"))}
         return float(rating["Overall"]), details
     df = pd.read_csv(path)
+    if dataset == "MMVP" and {"Overall", "Average"} <= set(df.columns):
+        row = df.iloc[0]
+        return float(row["Overall"]), {"question accuracy": float(row["Average"])}
     if {"cycle", "type", "accuracy"} <= set(df.columns):  # HR-Bench
         avg = df[df["cycle"].astype(str) == "Average"]
         overall = avg[avg["type"].astype(str) == "all"]
