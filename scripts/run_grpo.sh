@@ -20,6 +20,10 @@
 #   EVAL_BENCHMARK   a benchmark file the model will be evaluated on (e.g. MMBench_DEV_EN.tsv): the run refuses
 #                    training puzzles made from its pictures unless ALLOW_EVAL_IMAGES=1   [none]
 #   EVAL_SPLIT       only this split of EVAL_BENCHMARK (e.g. dev)
+#   ONLINE=1         train on puzzles made during training from the source's training pictures (a new puzzle of
+#                    every picture each epoch); validation stays the offline val split. See README, "Online puzzles"
+#   CURRICULUM=adaptive  with ONLINE=1: adaptive difficulty, each task's ladder steered by the training rewards
+#                    (knobs under data.online.curriculum in the config)   [off]
 #   EXPERIMENT_NAME  run name                                  [SOURCE_TASK_<model folder name>]
 #   SAVE_DIR         checkpoints; rerunning with the same SAVE_DIR resumes from its latest checkpoint
 #                                                              [checkpoints/EXPERIMENT_NAME]
@@ -153,16 +157,43 @@ main() {
     info "building puzzles: ${build[*]}"
     "${build[@]}" || die "building the puzzles failed (see the builder's message above)."
   fi
+  ONLINE="${ONLINE:-0}"
+  CURRICULUM="${CURRICULUM:-off}"
+  [[ "$ONLINE" == 0 || "$ONLINE" == 1 ]] || die "ONLINE=$ONLINE: use ONLINE=1 for online puzzles, or leave it unset."
+  case "$CURRICULUM" in
+    off) ;;
+    adaptive) [[ "$ONLINE" == 1 ]] || die "CURRICULUM=adaptive steers puzzles made during training: set ONLINE=1 too." ;;
+    *) die "CURRICULUM=$CURRICULUM: use CURRICULUM=adaptive (with ONLINE=1), or leave it unset." ;;
+  esac
   data_args=("$DATA_DIR" --task "$TASK" --source "$SOURCE" --max-prompt-length "$max_prompt_tokens")
   [[ "${ALLOW_EVAL_IMAGES:-0}" == 1 ]] && data_args+=(--allow-eval-images)
   files="$(preflight data-files "${data_args[@]}")" || exit 1
   TRAIN_FILES="$(sed -n 1p <<< "$files")"
   VAL_FILES="$(sed -n 2p <<< "$files")"
+  online_args=()
+  guarded_files="$TRAIN_FILES"
+  train_override="$TRAIN_FILES"  # the launcher's checks keep reading the offline files (rows, batch size)
+  if [[ "$ONLINE" == 1 ]]; then
+    [[ "${ALLOW_EVAL_IMAGES:-0}" != 1 ]] || die "ALLOW_EVAL_IMAGES=1 trains on the val split's offline puzzles;" \
+      "online puzzles come from the training pictures only. Use one or the other."
+    # The training pictures, decoded once (kept while the build is unchanged); the leakage guard reads them too.
+    pictures="$DATA_DIR/online/pictures.parquet"
+    if ! hydra_print_only "$@"; then
+      "$PYTHON" -m verl_ext.online.pictures "$DATA_DIR" --if-missing > /dev/null \
+        || die "writing the online picture index failed (see above)."
+    fi
+    guarded_files="[$pictures]"
+    train_override=online
+    online_args=("data.online.pictures=$pictures" data.shuffle=false
+      data.custom_cls.path=pkg://verl_ext.online.dataset data.custom_cls.name=OnlinePuzzleDataset)
+    [[ "$CURRICULUM" == adaptive ]] && online_args+=(data.online.curriculum.enable=true)
+    info "online puzzles from $pictures (curriculum: $CURRICULUM)"
+  fi
   # Leakage guard: no picture of the validation split (or of EVAL_BENCHMARK, the benchmark the model will be
   # judged on) may appear in the training puzzles, unless ALLOW_EVAL_IMAGES=1 says it is intended.
   if ! hydra_print_only "$@"; then
     source "$REPO_ROOT/scripts/lib/leakage_check.sh"
-    train_csv="$(hydra_list_to_csv "$TRAIN_FILES")"
+    train_csv="$(hydra_list_to_csv "$guarded_files")"
     leakage_guard "$train_csv" "$(hydra_list_to_csv "$VAL_FILES")" \
       || die "the training puzzles share pictures with the validation puzzles (report above)."
     if [[ -n "${EVAL_BENCHMARK:-}" ]]; then
@@ -201,7 +232,7 @@ main() {
   fi
 
   overrides=(
-    "data.train_files=$TRAIN_FILES"
+    "data.train_files=$train_override"
     "data.val_files=$VAL_FILES"
     "actor_rollout_ref.model.path=$MODEL_PATH"
     "trainer.experiment_name=$EXPERIMENT_NAME"
@@ -216,6 +247,7 @@ main() {
   [[ -n "${N_GPUS_PER_NODE:-}" ]] && overrides+=("trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
   [[ -n "$NNODES" ]] && overrides+=("trainer.nnodes=$NNODES")
   overrides+=(${settings[@]+"${settings[@]}"} ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
+  overrides+=(${online_args[@]+"${online_args[@]}"})
 
   cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}" "$@")
   # --foreground keeps verl in this script's process group: Ctrl-C, or a kill of the group, reaches it (without

@@ -53,6 +53,15 @@ class CurriculumConfig:
             raise ValueError(f"invalid curriculum settings: {self}")
 
 
+def curriculum_config(settings: Mapping[str, Any] | None) -> CurriculumConfig | None:
+    """The controller's knobs from the config's ``data.online.curriculum`` (None when ``enable`` is off). The
+    dataset and the controller both read them from there, so they agree on every knob, ``group_size`` included."""
+    if not settings or not bool(settings.get("enable", False)):
+        return None
+    fields = CurriculumConfig.__dataclass_fields__
+    return CurriculumConfig(**{k: settings[k] for k in fields if settings.get(k) is not None})
+
+
 def informative(p: float, n: int) -> float:
     """Probability that a group of ``n`` responses with solve rate ``p`` is not flat."""
     p = min(max(p, 0.0), 1.0)

@@ -41,6 +41,9 @@ from typing import Any
 
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
+from verl_ext.curriculum import curriculum_config
+from verl_ext.online.controller import CurriculumController
+from verl_ext.online.state import Group, parse_level
 from verl_ext.reward import finite_number
 
 logger = logging.getLogger(__name__)
@@ -139,29 +142,67 @@ def task_metrics(
     return metrics
 
 
+def curriculum_groups(
+    keys: list[str], data_sources: Iterable[Any], extra_infos: Iterable[Any], reward_infos: Iterable[Any]
+) -> list[Group]:
+    """The groups of curriculum puzzles among the responses, each with its share of right responses.
+
+    A group is the responses of one prompt (key prefix ``{uid}_``); its task, level and puzzle come from the
+    prompt's ``extra_info`` (``difficulty == "level_<k>"``); puzzles without a level (offline, presets) are left out.
+    """
+    right: dict[str, list[float]] = defaultdict(list)
+    puzzle: dict[str, tuple[str, int, int, str]] = {}
+    for key, source, extra, info in zip(keys, data_sources, extra_infos, reward_infos, strict=True):
+        if not isinstance(extra, Mapping):
+            continue
+        level = parse_level(extra.get("difficulty"))
+        acc = finite_number(info.get("acc")) if isinstance(info, Mapping) else None
+        if level is None or acc is None:
+            continue
+        uid = key.split("_", 1)[0]
+        task = str(extra.get("task") or str(source).removeprefix("ssl_"))
+        puzzle[uid] = (task, level, int(extra.get("index", -1)), str(extra.get("content_id") or ""))
+        right[uid].append(acc)
+    return [
+        Group(task, level, sum(accs) / len(accs), position, cid)
+        for uid, accs in right.items()
+        for task, level, position, cid in [puzzle[uid]]
+    ]
+
+
 class _TaskMetricsMixin:
-    """Adds :func:`task_metrics` of every sampled training batch to the metrics ``sample()`` returns."""
+    """Adds :func:`task_metrics` of every sampled training batch to the metrics ``sample()`` returns, and runs
+    the adaptive curriculum's controller when ``sampler_kwargs.curriculum.enable`` is set."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         sync = not isinstance(self, ReplayBufferAsync)
-        for name, value in filtering_kwargs(kwargs.get("sampler_kwargs"), sync).items():
+        sampler_kwargs = kwargs.get("sampler_kwargs")
+        for name, value in filtering_kwargs(sampler_kwargs, sync).items():
             kwargs.setdefault(name, value)
         super().__init__(*args, **kwargs)
         self._metrics_failed = False
         # Groups classified by the group filter since the last sample(): data source -> [flat, all].
         self._generated: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._counted: set[str] = set()
+        self._curriculum = _controller(sampler_kwargs)
+        self._flat_curriculum_groups: list[Group] = []  # filtered flat groups since sample()
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[Any, dict]:
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
         if partition_id == "train" and batch.keys:
-            metrics = {**metrics, **self._batch_task_metrics(batch)}
+            batch_metrics, groups = self._batch_task_metrics(batch)
+            metrics = {**metrics, **batch_metrics}
             if self.filter_groups_metric is not None:
                 # The sampled batch holds no flat group any more: report what was generated for the step.
                 for source, (flat, total) in self._generated.items():
                     metrics[f"{METRIC_PREFIX}/{source}/flat_groups"] = flat / total
                     metrics[f"{METRIC_PREFIX}/{source}/filtered_groups"] = float(flat)
                 self._generated.clear()
+            if self._curriculum is not None:
+                # Not guarded like the metrics: a curriculum that silently stopped would train on wrong levels.
+                groups += self._flat_curriculum_groups
+                self._flat_curriculum_groups = []
+                metrics.update(self._curriculum.step(global_steps, groups))
         return batch, metrics
 
     def _dapo_filtered_keys(self, partition_id: str) -> tuple[set[str], Any]:
@@ -186,37 +227,60 @@ class _TaskMetricsMixin:
                 one_key[uid] = key
         try:
             uids = sorted(one_key)
-            data = tq.kv_batch_get(
-                keys=[one_key[u] for u in uids], partition_id=partition_id, select_fields=["data_source"]
-            )
+            fields = ["data_source", "extra_info", "extra_fields"] if self._curriculum else ["data_source"]
+            data = tq.kv_batch_get(keys=[one_key[u] for u in uids], partition_id=partition_id, select_fields=fields)
             for uid, source in zip(uids, _as_list(data["data_source"]), strict=True):
                 counts = self._generated[str(source)]
                 counts[0] += classified[uid] is not None
                 counts[1] += 1
+            if self._curriculum is not None:
+                # A filtered group never reaches sample(); its responses all scored alike, so one stands for all.
+                flat = [i for i, uid in enumerate(uids) if classified[uid] is not None]
+                extra = _as_list(data["extra_fields"])
+                self._flat_curriculum_groups += curriculum_groups(
+                    [uids[i] for i in flat],
+                    [_as_list(data["data_source"])[i] for i in flat],
+                    [_as_list(data["extra_info"])[i] for i in flat],
+                    [extra[i].get("reward_extra_info") if isinstance(extra[i], Mapping) else None for i in flat],
+                )
         except Exception as error:  # noqa: BLE001 - a metric must never stop training
             if not self._metrics_failed:
                 self._metrics_failed = True
                 logger.warning("per-task flat-group counts unavailable: %r", error)
         self._counted |= new
 
-    def _batch_task_metrics(self, batch: Any) -> dict[str, float]:
+    def _batch_task_metrics(self, batch: Any) -> tuple[dict[str, float], list[Group]]:
+        """The batch's per-task metrics, and its curriculum groups (empty with the curriculum off)."""
         import transfer_queue as tq
 
         try:
             positions = _final_positions(list(batch.keys))
             keys = [batch.keys[i] for i in positions]
-            data = tq.kv_batch_get(
-                keys=keys, partition_id=batch.partition_id, select_fields=["data_source", "extra_fields"]
-            )
+            fields = ["data_source", "extra_fields"] + (["extra_info"] if self._curriculum else [])
+            data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=fields)
             sources = _as_list(data["data_source"])
             extra = _as_list(data["extra_fields"])
             infos = [e.get("reward_extra_info") if isinstance(e, Mapping) else None for e in extra]
-            return task_metrics(keys, sources, infos)
+            groups = curriculum_groups(keys, sources, _as_list(data["extra_info"]), infos) if self._curriculum else []
+            return task_metrics(keys, sources, infos), groups
         except Exception as error:  # noqa: BLE001 - a metric must never stop training
+            if self._curriculum is not None:
+                raise  # ... but the curriculum must never go blind: it would keep training on stale levels
             if not self._metrics_failed:
                 self._metrics_failed = True
                 logger.warning("per-task training metrics unavailable: %r", error)
-            return {}
+            return {}, []
+
+
+def _controller(sampler_kwargs: Mapping[str, Any] | None) -> CurriculumController | None:
+    """The curriculum controller the configs ask for through ``sampler_kwargs`` (None when it is off)."""
+    config = curriculum_config(_setting(sampler_kwargs, "curriculum"))
+    if config is None:
+        return None
+    state_dir = _setting(sampler_kwargs, "curriculum_state_dir")
+    if not state_dir:
+        raise ValueError("the curriculum needs trainer.v1.sampler.sampler_kwargs.curriculum_state_dir")
+    return CurriculumController(config, str(state_dir))
 
 
 class TaskMetricsReplayBuffer(_TaskMetricsMixin, ReplayBuffer):

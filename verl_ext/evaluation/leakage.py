@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 ALLOW_ENV = "ALLOW_EVAL_IMAGES"
 PUZZLE_COLUMNS = {"extra_info", "reward_model", "prompt"}
+PICTURE_INDEX = b"verl_ext.pictures"  # schema metadata of a picture index (verl_ext.online.pictures.KIND)
 
 
 class LeakageError(RuntimeError):
@@ -62,7 +63,12 @@ class ContentIds:
 
 
 def is_puzzle_parquet(path: Path) -> bool:
-    return path.is_file() and path.suffix == ".parquet" and PUZZLE_COLUMNS <= set(pq.read_schema(path).names)
+    """A puzzle file, or the picture index online puzzles are made from (:mod:`verl_ext.online.pictures`): both
+    carry their pictures' content ids in ``extra_info``."""
+    if not (path.is_file() and path.suffix == ".parquet"):
+        return False
+    schema = pq.read_schema(path)
+    return PUZZLE_COLUMNS <= set(schema.names) or (schema.metadata or {}).get(b"kind") == PICTURE_INDEX
 
 
 def puzzle_content_ids(files: Iterable[str | Path]) -> ContentIds:
