@@ -15,7 +15,7 @@ from verl_ext.evaluation import plots
 TASKS = ("ssl_rotation", "ssl_jigsaw")
 
 
-def write_run(logdir, steps=range(1, 31), with_tasks=True, with_val=True, start_value=0.0):
+def write_run(logdir, steps=range(1, 31), with_tasks=True, with_val=True, start_value=0.0, curriculum=False):
     """A fake GRPO run logged the way verl's TensorBoard adapter logs (add_scalar(key, value, step))."""
     writer = SummaryWriter(str(logdir))
     for step in steps:
@@ -45,6 +45,14 @@ def write_run(logdir, steps=range(1, 31), with_tasks=True, with_val=True, start_
                 metrics[f"val-core/{ds}/acc/mean@1"] = 0.25 + 0.5 * t - 0.05 * i
                 metrics[f"val-aux/{ds}/format/mean@1"] = 0.9
                 metrics[f"val-aux/{ds}/score/mean@1"] = 0.5
+        if curriculum:  # what verl_ext.online.controller logs: a ladder of 3 levels, opened one by one
+            frontier = min(2, step // 10)
+            metrics["train/curriculum/rotation/frontier"] = frontier
+            for level in range(3):
+                metrics[f"train/curriculum/rotation/level_{level}/share"] = (
+                    1 / (frontier + 1) if level <= frontier else 0
+                )
+                metrics[f"train/curriculum/rotation/level_{level}/solve_rate"] = max(0.0, t - 0.3 * level)
         for key, value in metrics.items():
             writer.add_scalar(key, value, step)
     writer.close()
@@ -86,13 +94,26 @@ def test_plot_run_writes_readable_pngs(tmp_path):
         "overview.png",
     }
     assert set(manifest["written"]) == expected
-    assert manifest["skipped"] == {}
+    assert list(manifest["skipped"]) == ["curriculum_frontier"]  # an offline run: no curriculum
     for name in expected:
         with Image.open(tmp_path / "png" / name) as im:
             assert im.format == "PNG" and im.width >= 600 and im.height >= 300
             # Not a blank canvas: lines were drawn.
             assert np.asarray(im.convert("L")).std() > 5
     assert json.loads((tmp_path / "png" / "plots.json").read_text())["written"] == manifest["written"]
+
+
+def test_a_curriculum_run_gets_its_frontier_and_level_mix_plotted(tmp_path):
+    write_run(tmp_path / "run", curriculum=True)
+    manifest = plots.plot_run(tmp_path / "run", tmp_path / "png")
+    new = {"curriculum_frontier.png", "curriculum_rotation_share.png", "curriculum_rotation_solve_rate.png"}
+    assert new <= set(manifest["written"]) and manifest["skipped"] == {}
+    panels = {p.name: p for p in plots.build_panels(plots.load_scalars(tmp_path / "run"))}
+    assert list(panels["curriculum_rotation_share"].lines) == ["level 0", "level 1", "level 2"]
+    assert panels["curriculum_frontier"].lines["rotation"][1][-1] == 2
+    for name in new:
+        with Image.open(tmp_path / "png" / name) as im:
+            assert np.asarray(im.convert("L")).std() > 5
 
 
 def test_missing_series_are_skipped_with_a_note(tmp_path, capsys):

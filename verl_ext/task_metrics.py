@@ -24,6 +24,12 @@ Enable it (sync trainer, the default ``trainer.v1.trainer_mode=sync``)::
 
 For the async trainer modes use ``name=TaskMetricsReplayBufferAsync``.
 
+Adaptive curriculum. With ``sampler_kwargs.curriculum.enable`` (``data.online.curriculum`` in the configs,
+``CURRICULUM=adaptive`` in run_grpo.sh) this buffer also runs the curriculum's controller
+(:mod:`verl_ext.online.controller`): every step it hands over the step's groups of curriculum puzzles (task and
+level from the prompt's ``extra_info``, accuracy from the rewards), those removed by group filtering included, and
+adds ``train/curriculum/<task>/...`` to the step's metrics.
+
 Group filtering. verl hands a custom replay buffer only the base constructor arguments: DAPO group filtering
 (``algorithm.filter_groups``, which drops groups whose responses all score the same and generates new prompts in
 their place) and ``trainer.v1.sampler.sync_refill_failed_groups`` would be silently off. The project's configs

@@ -9,6 +9,9 @@ verl's TensorBoard logger writes every metric with ``add_scalar(name, value, ste
 * response length: ``response_length/mean`` (band min…max) and ``response_length/clip_ratio``
 * KL: ``actor/kl_loss`` (and ``actor/ppo_kl`` when logged)
 * validation: ``val-core/<data_source>/acc/mean@N`` and ``val-aux/<data_source>/format/mean@N``
+* adaptive curriculum (online puzzles, :mod:`verl_ext.online.controller`): ``train/curriculum/<task>/frontier``
+  and, per task, ``train/curriculum/<task>/level_<k>/{share,solve_rate}``: the share of a step's puzzles at each
+  level and the controller's solve-rate estimate of each level
 
 A series that is not in the log is skipped and noted (``plots.json`` lists what was drawn and what was not).
 Training curves are drawn raw (faint) and smoothed with an exponential moving average.
@@ -194,6 +197,31 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
     if val_fmt.empty:
         val_fmt.missing.append("val-aux/<task>/format/mean@N")
     panels.append(val_fmt)
+    panels += curriculum_panels(scalars)
+    return panels
+
+
+def curriculum_panels(scalars: Mapping[str, Series]) -> list[Panel]:
+    """The curriculum's hardest open level per task, then per task the level mix of each step and the solve-rate
+    estimate of each level (only the first panel when the run had no curriculum, saying so)."""
+    frontier = Panel("curriculum_frontier", "Curriculum: hardest open level per task", "level", smoothed=False)
+    frontier.lines = {task: series for task, series in per_source(scalars, r"train/curriculum/(.+)/frontier").items()}
+    if frontier.empty:
+        frontier.missing.append("train/curriculum/<task>/frontier (a run without CURRICULUM=adaptive)")
+        return [frontier]
+    panels = [frontier]
+    for task in sorted(frontier.lines):
+        for key, title, ylabel in (
+            ("share", f"Curriculum of {task}: puzzles per level", "puzzles of the step (%)"),
+            ("solve_rate", f"Curriculum of {task}: solve-rate estimate per level", "estimated right (%)"),
+        ):
+            panel = Panel(f"curriculum_{task}_{key}", title, ylabel, percent=True, smoothed=key == "share")
+            pattern = re.compile(rf"train/curriculum/{re.escape(task)}/level_(\d+)/{key}")
+            levels = sorted((int(m.group(1)), tag) for tag in scalars if (m := pattern.fullmatch(tag)))
+            panel.lines = {f"level {level}": scalars[tag] for level, tag in levels}
+            if panel.empty:
+                panel.missing.append(f"train/curriculum/{task}/level_<k>/{key}")
+            panels.append(panel)
     return panels
 
 

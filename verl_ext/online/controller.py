@@ -48,7 +48,7 @@ class CurriculumController:
                 f"resuming at step {global_steps} needs the curriculum state of step {previous}: "
                 f"{self.states.file(previous)} is missing (was data.online.state_dir changed since the run began?)"
             )
-        logger.info("curriculum: resumed from %s", self.states.file(previous))
+        print(f"curriculum: resumed from {self.states.file(previous)}", flush=True)  # verl's own messages are prints
         return state
 
     def step(self, global_steps: int, groups: Iterable[Group]) -> dict[str, float]:
