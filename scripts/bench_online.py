@@ -16,6 +16,8 @@ For each task: builds the demo source (real photographs) offline, writes its pic
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import tempfile
 import time
@@ -64,7 +66,8 @@ def loader_rate(data_dir: Path, model: Path, workers: int, prompts: int) -> floa
             "online": {"pictures": str(data_dir / PICTURES_FILE), "epochs": 1000},
         }
     )
-    dataset = OnlinePuzzleDataset(ONLINE_FILES, processor.tokenizer, config, processor)
+    with contextlib.redirect_stdout(io.StringIO()):
+        dataset = OnlinePuzzleDataset(ONLINE_FILES, processor.tokenizer, config, processor)
     loader = StatefulDataLoader(
         dataset, batch_size=16, num_workers=workers, collate_fn=collate_fn, sampler=create_rl_sampler(config, dataset)
     )
@@ -96,7 +99,8 @@ def main() -> None:
         rotation_dir = None
         for task in args.tasks.split(","):
             data_dir = Path(tmp) / task
-            build(BuildConfig(task=task, source="demo", output=data_dir, workers=1, progress=False))
+            with contextlib.redirect_stdout(io.StringIO()):  # the builder's summary; the table is what matters here
+                build(BuildConfig(task=task, source="demo", output=data_dir, workers=1, progress=False))
             started = time.perf_counter()
             write_pictures(data_dir, progress=False)
             index_s = time.perf_counter() - started
@@ -104,7 +108,8 @@ def main() -> None:
             step_s = STEP_PROMPTS / (rate * RECIPE_WORKERS)
             print(f"{task:<15} {pictures:>8} {index_s:>8.1f} {rate:>17.1f} {step_s:>23.2f}")
             rotation_dir = rotation_dir or data_dir
-        model = save_tiny_model(Path(tmp) / "tiny", size="tiny")
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = save_tiny_model(Path(tmp) / "tiny", size="tiny")
         for workers in (0, min(2, cores)):
             rate = loader_rate(rotation_dir, model, workers, args.puzzles)
             print(f"verl loader, {args.tasks.split(',')[0]}, {workers} worker(s): {rate:.1f} prompts/s")

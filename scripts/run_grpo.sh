@@ -172,7 +172,7 @@ main() {
   VAL_FILES="$(sed -n 2p <<< "$files")"
   online_args=()
   guarded_files="$TRAIN_FILES"
-  train_override="$TRAIN_FILES"  # the launcher's checks keep reading the offline files (rows, batch size)
+  train_override="$TRAIN_FILES"
   if [[ "$ONLINE" == 1 ]]; then
     [[ "${ALLOW_EVAL_IMAGES:-0}" != 1 ]] || die "ALLOW_EVAL_IMAGES=1 trains on the val split's offline puzzles;" \
       "online puzzles come from the training pictures only. Use one or the other."
@@ -213,9 +213,9 @@ main() {
   [[ -n "$NNODES" ]] && cluster+=(--cluster "trainer.nnodes=$NNODES")
   smoke_flag=()
   [[ "$SMOKE" == 1 ]] && smoke_flag=(--smoke)
-  chosen="$(preflight settings "$CONFIG_DIR" "$CONFIG" --device "$DEVICE" --train-files "$TRAIN_FILES" \
+  chosen="$(preflight settings "$CONFIG_DIR" "$CONFIG" --device "$DEVICE" --train-files "$train_override" \
     ${cluster[@]+"${cluster[@]}"} ${smoke_flag[@]+"${smoke_flag[@]}"} -- \
-    ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} "$@")" || exit 1
+    ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} ${online_args[@]+"${online_args[@]}"} "$@")" || exit 1
   mapfile -t settings < <(printf '%s' "$chosen" | sed '/^$/d')
 
   # Resuming: verl (trainer.resume_mode=auto) restarts from the checkpoint its tracker file names. After a crash

@@ -121,6 +121,8 @@ def setup(tmp_path):
             "DRY_RUN",
             "RUN_TIMEOUT",
             "BUILD_ARGS",
+            "ONLINE",
+            "CURRICULUM",
         }
     }
     env.update(
@@ -422,3 +424,64 @@ def test_cpu_device_uses_the_cpu_config_and_environment(setup):
 def test_usage_without_arguments():
     result = subprocess.run(["bash", str(RUN)], capture_output=True, text=True)
     assert result.returncode == 1 and "Usage: bash scripts/run_grpo.sh TASK SOURCE" in result.stderr
+
+
+@pytest.fixture
+def demo_build(setup):
+    """A real demo build (the online picture index is made from its manifest) in place of the fake dataset."""
+    from verl_ext.builder import BuildConfig, build
+
+    tmp_path, env = setup
+    data = tmp_path / "demo_data"
+    build(BuildConfig(task="rotation", source="demo", output=data, limit=6, workers=1, progress=False))
+    return tmp_path, {**env, "DATA_DIR": str(data)}, data
+
+
+def test_online_puzzles_are_an_opt_in_with_offline_validation(demo_build):
+    tmp_path, env, data = demo_build
+    result = run(
+        ["rotation", "demo"],
+        {**env, "ONLINE": "1", "CURRICULUM": "adaptive", "DRY_RUN": "1"},
+        gpus=8,
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    values = overrides_of(shlex.split(result.stdout.strip().splitlines()[-1]))
+    assert values["data.train_files"] == "online"
+    assert values["data.val_files"] == f"['{data / 'val.parquet'}']"
+    assert values["data.online.pictures"] == str(data / "online" / "pictures.parquet")
+    assert (data / "online" / "pictures.parquet").is_file()
+    assert values["data.custom_cls.path"] == "pkg://verl_ext.online.dataset"
+    assert values["data.custom_cls.name"] == "OnlinePuzzleDataset"
+    assert values["data.shuffle"] == "false" and values["data.online.curriculum.enable"] == "true"
+    # The leakage guard read the picture index: its pictures against the val split's.
+    assert "no overlap between" in result.stdout + result.stderr
+
+
+
+def test_online_training_pictures_shared_with_validation_are_refused(demo_build):
+    tmp_path, env, data = demo_build
+    dry_run(["rotation", "demo"], {**env, "ONLINE": "1"}, tmp_path)  # writes the picture index
+    from verl_ext.online.pictures import PICTURES_FILE, read_pictures
+
+    shared = read_pictures(data / PICTURES_FILE).content_ids[0]
+    val = pd.read_parquet(data / "val.parquet")
+    val.at[0, "extra_info"] = {**val.at[0, "extra_info"], "content_id": shared}
+    val.to_parquet(data / "val.parquet")
+    refused = run(["rotation", "demo"], {**env, "ONLINE": "1", "DRY_RUN": "1"}, gpus=8, tmp_path=tmp_path)
+    assert refused.returncode == 1 and shared in refused.stderr + refused.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"CURRICULUM": "adaptive"}, "set ONLINE=1 too"),
+        ({"ONLINE": "yes"}, "ONLINE=yes"),
+        ({"ONLINE": "1", "CURRICULUM": "fast"}, "CURRICULUM=fast"),
+        ({"ONLINE": "1", "ALLOW_EVAL_IMAGES": "1"}, "Use one or the other"),
+    ],
+)
+def test_online_settings_that_cannot_work_are_clear_messages(demo_build, extra, message):
+    tmp_path, env, _ = demo_build
+    result = run(["rotation", "demo"], {**env, "DRY_RUN": "1", **extra}, gpus=8, tmp_path=tmp_path)
+    assert result.returncode == 1 and message in result.stderr

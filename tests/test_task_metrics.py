@@ -66,8 +66,11 @@ def transfer_queue():
         ray.shutdown()
 
 
-def put_group(tq, uid: str, source: str, infos: list[dict], global_steps: int = 1) -> None:
-    """Write one finished GRPO group the way verl's trainer and AgentLoopWorkerTQ do."""
+def put_group(
+    tq, uid: str, source: str, infos: list[dict], global_steps: int = 1, extra_info: dict | None = None
+) -> None:
+    """Write one finished GRPO group the way verl's trainer and AgentLoopWorkerTQ do (the prompt's dataset fields,
+    ``extra_info`` among them, travel with every response)."""
     import torch
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
@@ -79,6 +82,7 @@ def put_group(tq, uid: str, source: str, infos: list[dict], global_steps: int = 
             "data_source": source,
             "extra_fields": {"reward_extra_info": reward_info, "min_global_steps": 0, "max_global_steps": 0},
             "rm_scores": torch.tensor([0.0, reward_info["score"]]),
+            "extra_info": extra_info or {},
         }
         for reward_info in infos
     ]
@@ -171,4 +175,54 @@ def test_flat_groups_are_filtered_refilled_and_reported_per_task(transfer_queue)
     assert metrics["train/ssl_rotation/flat_groups"] == pytest.approx(1 / generated_rotation)
     assert metrics["train/ssl_rotation/acc"] == 0.5  # the batch itself: informative groups only
     assert metrics["train/ssl_rotation/filtered_groups"] == 1.0
+    transfer_queue.kv_clear(keys=batch.keys, partition_id="train")
+
+
+@pytest.mark.e2e
+def test_the_curriculum_learns_from_kept_and_filtered_groups(transfer_queue, tmp_path) -> None:
+    """With group filtering on, the controller still sees the flat groups verl drops: they say the most about a
+    level (mastered, or out of reach). Its state file records every group, its metrics join the step's."""
+    from verl_ext.curriculum import CurriculumConfig
+    from verl_ext.online.state import Group, StateDir
+
+    def level(task: str, k: int, position: int) -> dict:
+        return {"task": task, "difficulty": f"level_{k}", "index": position, "content_id": f"c{position}"}
+
+    def refill(count: int) -> int:
+        for i in range(count):
+            put_group(
+                transfer_queue,
+                f"s{i}",
+                "ssl_rotation",
+                [info(1, 1), info(0.1, 0)],
+                extra_info=level("rotation", 0, 10 + i),
+            )
+        return count
+
+    knobs = {"enable": True, "group_size": 2, "min_groups": 100}
+    buffer = TaskMetricsReplayBuffer(
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=None,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={
+            "filter_groups": {"enable": True, "metric": "acc"},
+            "train_batch_size": 2,
+            "curriculum": knobs,
+            "curriculum_state_dir": str(tmp_path),
+        },
+        poll_interval=0.05,
+        refill_fn=refill,
+    )
+    put_group(transfer_queue, "k1", "ssl_rotation", [info(1, 1), info(0.1, 0)], extra_info=level("rotation", 0, 1))
+    put_group(transfer_queue, "k2", "ssl_rotation", [info(1, 1), info(1, 1)], extra_info=level("rotation", 1, 2))
+    put_group(transfer_queue, "k3", "ssl_jigsaw", [info(0.1, 0), info(0.1, 0)], extra_info=level("jigsaw", 0, 3))
+    batch, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=2)
+    groups = StateDir(tmp_path).groups(1)
+    assert Group("rotation", 1, 1.0, 2, "c2") in groups and Group("jigsaw", 0, 0.0, 3, "c3") in groups
+    assert Group("rotation", 0, 0.5, 1, "c1") in groups
+    assert len(groups) == 4  # k1 and one refill kept, k2 and k3 filtered
+    assert metrics["train/curriculum/rotation/groups"] == 3.0 and metrics["train/curriculum/jigsaw/groups"] == 1.0
+    assert metrics["train/curriculum/rotation/level_1/accuracy"] == 1.0
+    assert metrics["train/curriculum/jigsaw/level_0/solve_rate"] < CurriculumConfig().prior
     transfer_queue.kv_clear(keys=batch.keys, partition_id="train")

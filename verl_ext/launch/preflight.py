@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from verl_ext.launch.errors import PreflightError
+from verl_ext.online import ONLINE_FILES
 
 
 def hydra_list(paths: list[Path]) -> str:
@@ -208,7 +209,11 @@ def launch_settings(
     import_hooks.install()  # verl's config classes import torchvision, which needs the fix on CPU-only machines
     user_overrides = [o for o in user_overrides if settings.override_key(o)]  # not Hydra flags such as --cfg
     explicit = settings.user_keys(user_overrides)
-    fixed = [*cluster, *([f"data.train_files={hydra_list(train_files)}"] if train_files else [])]
+    # Online puzzles (data.train_files=online): a stream of pictures x epochs, made by the code the builder uses;
+    # there is no file to count or check before the run.
+    online = [str(path) for path in train_files] == [ONLINE_FILES]
+    train_value = ONLINE_FILES if online else hydra_list(train_files)
+    fixed = [*cluster, *([f"data.train_files={train_value}"] if train_files else [])]
     added: list[str] = []
     if smoke:
         world = settings.world_size(compose(config_dir, config_name, [*fixed, *user_overrides]))
@@ -220,7 +225,7 @@ def launch_settings(
         explicit,
         device=device,
         flash_attn_installed=importlib.util.find_spec("flash_attn") is not None,
-        train_rows=sum(parquet_rows(path) for path in train_files) if train_files else None,
+        train_rows=sum(parquet_rows(path) for path in train_files) if train_files and not online else None,
         ray_address=os.environ.get("RAY_ADDRESS") or None,
     )
     for decision in decisions:
@@ -254,6 +259,7 @@ def check_rows(config) -> None:
     from verl_ext.launch.rows_check import check_file, describe
 
     files = _config_files(config.data.get("train_files")) + _config_files(config.data.get("val_files"))
+    files = [path for path in files if str(path) != ONLINE_FILES]  # online puzzles: no file
     reports = []
     started = time.perf_counter()
     for path in dict.fromkeys(files):  # a file listed twice (ALLOW_EVAL_IMAGES) is checked once

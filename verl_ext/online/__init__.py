@@ -7,3 +7,6 @@
 * :mod:`verl_ext.online.state`: how the curriculum's state travels from the controller (in the trainer's
   replay buffer) to the loader workers and across a resume: one small JSON file per training step.
 """
+
+# The value of data.train_files that selects online puzzles (validation files stay parquet files).
+ONLINE_FILES = "online"

@@ -44,6 +44,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl_ext.builder.plan import BuildPlan, TaskPlan, make_plan, parse_options
 from verl_ext.builder.worker import NEAR_DUPLICATE, Unit, Worker, _thumb
 from verl_ext.curriculum import CurriculumConfig, curriculum_config
+from verl_ext.online import ONLINE_FILES
 from verl_ext.online.pictures import Pictures, build_config, read_pictures
 from verl_ext.online.state import StateDir, TaskCurricula, level_name, version_for
 from verl_ext.sources.base import TRAIN, RawItem
@@ -53,7 +54,6 @@ from verl_ext.tasks.base import PuzzleSkip
 
 logger = logging.getLogger(__name__)
 
-ONLINE_FILES = "online"  # data.train_files value that selects online puzzles
 # Pictures tried, in the epoch's order, when a picture cannot make its puzzle (too small for the level, ...).
 MAX_TRIES = 16
 PARTNER_TRIES = 16
@@ -110,6 +110,7 @@ class PuzzleStream:
         self.ladders = {t.name: get_task(t.name).levels() for t in self.plan.tasks}
         self.state_dir = StateDir(settings.state_dir) if settings.state_dir else None
         self.curriculum = settings.curriculum
+        self._states: dict[int, TaskCurricula] = {}
         self.skips: Counter = Counter()
 
     def __len__(self) -> int:
@@ -141,14 +142,18 @@ class PuzzleStream:
 
     def _state(self, version: int) -> TaskCurricula:
         assert self.curriculum is not None
-        state = None
-        if version > 0 and self.state_dir is not None:
-            state = self.state_dir.read(version, self.curriculum)
-            if state is None:
-                # Group filtering (positions run ahead of steps): the newest version written below the target
-                # (see verl_ext.online.state).
-                older = [v for v in self.state_dir.versions() if v < version]
-                state = self.state_dir.read(older[-1], self.curriculum) if older else None
+        if version == 0 or self.state_dir is None:
+            return TaskCurricula(self.curriculum)
+        if version in self._states:  # a written version never changes while it can be asked for
+            return self._states[version]
+        state = self.state_dir.read(version, self.curriculum)
+        if state is not None:
+            self._states = {version: state}  # consecutive positions mostly share a version
+            return state
+        # Group filtering (positions run ahead of steps): the newest version written below the target, not kept,
+        # as the target's own file comes later (see verl_ext.online.state).
+        older = [v for v in self.state_dir.versions() if v < version]
+        state = self.state_dir.read(older[-1], self.curriculum) if older else None
         return state or TaskCurricula(self.curriculum)
 
     # ---- rows
