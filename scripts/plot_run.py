@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """PNG plots of a training run: reward, per-task accuracy/partial credit/format rate, response length, KL,
-validation accuracy.
+validation accuracy, and with the adaptive curriculum its hardest open level and level mix per task.
 
     python scripts/plot_run.py LOGDIR --out DIR [--smooth 0.6]
 

@@ -180,6 +180,15 @@ def test_max_model_len_is_prompt_plus_response_and_follows_overrides(setup):
     assert overrides_of(command)["actor_rollout_ref.rollout.max_model_len"] == str(1024 + 4096)
 
 
+def test_the_curriculum_gets_two_loader_workers_unless_the_user_chose():
+    on = compose("grpo_qwen2_5_vl", ["data.online.curriculum.enable=true"])
+    assert on.data.dataloader_num_workers == 8  # verl's default, kept by the recipe
+    assert [d.overrides for d in settings.curriculum_workers(on, set())] == [("data.dataloader_num_workers=2",)]
+    assert settings.curriculum_workers(on, {settings.WORKERS_KEY}) == []
+    assert settings.curriculum_workers(compose("grpo_qwen2_5_vl", []), set()) == []  # no curriculum: verl's 8
+    assert settings.curriculum_workers(compose("grpo_cpu_tiny", ["data.online.curriculum.enable=true"]), set()) == []
+
+
 # ---- 6, 7, 9. recipe length, checkpoints kept, kernel settings
 
 

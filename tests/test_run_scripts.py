@@ -454,6 +454,7 @@ def test_online_puzzles_are_an_opt_in_with_offline_validation(demo_build):
     assert values["data.custom_cls.path"] == "pkg://verl_ext.online.dataset"
     assert values["data.custom_cls.name"] == "OnlinePuzzleDataset"
     assert values["data.shuffle"] == "false" and values["data.online.curriculum.enable"] == "true"
+    assert values["data.dataloader_num_workers"] == "2"  # the curriculum's delay is 2 steps per worker
     # The leakage guard read the picture index: its pictures against the val split's.
     assert "no overlap between" in result.stdout + result.stderr
 

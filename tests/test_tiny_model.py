@@ -167,12 +167,25 @@ def test_format_warmup_is_for_the_tiny_model_only(tmp_path: Path) -> None:
         save_tiny_model(tmp_path, format_warmup_steps=-1)
 
 
-def test_format_warmup_teaches_the_answer_format(format_tiny_model_dir: Path) -> None:
+# Enough warm-up for well-formed greedy answers on every CPU tried (AVX2 and AVX-512; 200 steps suffice on the
+# first only: the same seed, other float rounding).
+FULL_WARMUP_STEPS = 400
+
+
+@pytest.fixture(scope="module")
+def fully_warmed_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(
+        tmp_path_factory.mktemp("tiny-format-full"), size="tiny", format_warmup_steps=FULL_WARMUP_STEPS
+    )
+
+
+@pytest.mark.parametrize("sizes", [((200, 120), (120, 200)), ((64, 64), (64, 64)), ((300, 100), (90, 90))])
+def test_format_warmup_teaches_the_answer_format(fully_warmed_model_dir: Path, sizes) -> None:
     from verl_ext.reward import compute_score
 
-    processor = AutoProcessor.from_pretrained(format_tiny_model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(format_tiny_model_dir).eval()
-    # A prompt unlike the warm-up ones: other wording, a wide picture.
+    processor = AutoProcessor.from_pretrained(fully_warmed_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(fully_warmed_model_dir).eval()
+    # A prompt unlike the warm-up ones: other wording, pictures of other shapes.
     question = (
         "Image 2 shows image 1 turned by 0, 90, 180 or 270 degrees. How far was it turned? "
         "First reason about it inside <think> </think> tags, then give only your final answer inside "
@@ -180,7 +193,7 @@ def test_format_warmup_teaches_the_answer_format(format_tiny_model_dir: Path) ->
     )
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": question}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    encoded = processor(text=[text], images=[_photo(200, 120), _photo(120, 200)], return_tensors="pt")
+    encoded = processor(text=[text], images=[_photo(*sizes[0]), _photo(*sizes[1])], return_tensors="pt")
     with torch.no_grad():
         output = model.generate(**encoded, max_new_tokens=48, do_sample=False)
     reply = processor.tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True)

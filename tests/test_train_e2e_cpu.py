@@ -139,7 +139,9 @@ def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, fl
         for key in ("critic/score/mean", "critic/rewards/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/step"):
             assert key in values, f"step {step} lacks {key}"
             assert math.isfinite(values[key])
-        assert 0.0 <= values["critic/score/min"] <= values["critic/score/mean"] <= values["critic/score/max"] <= 1.0
+        low, mean, high = (values[f"critic/score/{k}"] for k in ("min", "mean", "max"))
+        # verl averages in float32: a batch of equal scores (all 0.1) can have a mean one rounding step above them.
+        assert 0.0 <= low <= mean + 1e-6 and mean <= high + 1e-6 and high <= 1.0
         assert values["response_length/mean"] > 0
     # The warmed-up model answers in format often enough that some response earns a reward.
     assert max(values["critic/score/max"] for values in metrics.values()) > 0

@@ -91,10 +91,10 @@ class Worker:
         # Task objects travel with the plan: worker processes start fresh (no fork of a threaded parent), so a
         # task registered at run time (a plugin, a test) must be sent, not looked up.
         self.tasks = tasks or {t.name: get_task(t.name) for t in plan.tasks}
-        # Measured once in the main process and handed to the workers (see _source_hint).
-        self.source_hints = source_hints or {t.name: self._source_hint(t) for t in plan.tasks}
+        # Measured once in the main process and handed to the workers (see source_hint).
+        self.source_hints = source_hints or {t.name: self.source_hint(t) for t in plan.tasks}
 
-    def _source_hint(self, plan: TaskPlan) -> SourceHint:
+    def source_hint(self, plan: TaskPlan) -> SourceHint:
         """Largest source worth keeping for a task: the budget's pixels over how much of the source it shows.
 
         Measured once on a probe picture (pixels shown per source pixel, prompt length). Only a speed hint, the
@@ -151,10 +151,10 @@ class Worker:
             for k in range(self.plan.puzzles_per_image):
                 task = self.plan.task_for(item.source_id, k)
                 if task.name not in prepared:
-                    prepared[task.name] = _reduce(image, self.source_hints[task.name])
+                    prepared[task.name] = reduce_picture(image, self.source_hints[task.name])
                 unit = Unit(item, prepared[task.name], cid, split, k, task)
                 if task.needs_partner:
-                    unit.thumb = _thumb(image)
+                    unit.thumb = thumbnail(image)
                     partner_units.append(unit)
                 else:
                     outcomes.append(self.single(unit, errors))
@@ -267,7 +267,7 @@ def _can_pair(a: Unit, b: Unit) -> bool:
     return float(np.abs(a.thumb - b.thumb).mean()) >= NEAR_DUPLICATE
 
 
-def _thumb(image: Image.Image) -> np.ndarray:
+def thumbnail(image: Image.Image) -> np.ndarray:
     """16x16 grey thumbnail for the near-duplicate test.
 
     Shrunk by whole-block averaging before the grey conversion (``reducing_gap``: Pillow first reduces by an
@@ -278,7 +278,7 @@ def _thumb(image: Image.Image) -> np.ndarray:
     return np.asarray(small.convert("L"), dtype=np.float32)
 
 
-def _reduce(image: Image.Image, hint: SourceHint) -> Image.Image:
+def reduce_picture(image: Image.Image, hint: SourceHint) -> Image.Image:
     """Shrink a picture above ``hint.max_pixels`` towards that size (never enlarges).
 
     An integer box reduction (``Image.reduce``, several times faster than a filtered resize) is used whenever

@@ -205,7 +205,7 @@ def curriculum_panels(scalars: Mapping[str, Series]) -> list[Panel]:
     """The curriculum's hardest open level per task, then per task the level mix of each step and the solve-rate
     estimate of each level (only the first panel when the run had no curriculum, saying so)."""
     frontier = Panel("curriculum_frontier", "Curriculum: hardest open level per task", "level", smoothed=False)
-    frontier.lines = {task: series for task, series in per_source(scalars, r"train/curriculum/(.+)/frontier").items()}
+    frontier.lines = per_source(scalars, r"train/curriculum/(.+)/frontier")
     if frontier.empty:
         frontier.missing.append("train/curriculum/<task>/frontier (a run without CURRICULUM=adaptive)")
         return [frontier]

@@ -15,6 +15,10 @@ The rules, and why each exists (all checked against verl 0.9.1's source):
   next to vLLM's share of the memory (see :func:`single_gpu_memory` for the arithmetic).
 * ``max_model_len``: left null, verl's vLLM server takes the model's ``max_position_embeddings``
   (128,000 for Qwen2.5-VL) and sizes its scheduling for it; the run never needs more than prompt + response.
+* curriculum loader workers: verl's loader asks for a batch ``2 x data.dataloader_num_workers`` steps ahead, so
+  the curriculum's levels reach the puzzles that many steps late (:mod:`verl_ext.online.state`); verl's default of
+  8 workers would mean 16 steps. Online puzzles are cheap (``scripts/bench_online.py``: one worker makes a
+  512-prompt step in a few seconds, a GPU step takes minutes), so with the curriculum on the workers drop to 2.
 * Ray: without ``RAY_ADDRESS`` the run starts a Ray of its own (``address=local``); ``ray.init`` would
   otherwise join any cluster ``ray start`` made on the machine, even a stopped one. With ``RAY_ADDRESS`` it
   joins that cluster, and the values a config sets for a local Ray (the CPU config's ``num_cpus``) are
@@ -200,6 +204,27 @@ def single_gpu_memory(config: DictConfig, explicit: set[str]) -> list[Decision]:
     ]
 
 
+CURRICULUM_WORKERS = 2
+WORKERS_KEY = "data.dataloader_num_workers"
+
+
+def curriculum_workers(config: DictConfig, explicit: set[str]) -> list[Decision]:
+    """At most 2 loader workers with the adaptive curriculum (see the module docstring), unless the user chose."""
+    if WORKERS_KEY in explicit or not _get(config, "data.online.curriculum.enable", False):
+        return []
+    if int(_get(config, WORKERS_KEY, 0) or 0) <= CURRICULUM_WORKERS:
+        return []
+    return [
+        Decision(
+            (f"{WORKERS_KEY}={CURRICULUM_WORKERS}",),
+            f"{CURRICULUM_WORKERS} loader workers: the loader prefetches 2 batches per worker, so the curriculum's "
+            f"levels reach the puzzles {2 * CURRICULUM_WORKERS} steps late instead of "
+            f"{2 * int(_get(config, WORKERS_KEY))}; {CURRICULUM_WORKERS} workers make puzzles far faster than a step "
+            "uses them (scripts/bench_online.py).",
+        )
+    ]
+
+
 def max_model_len(config: DictConfig, explicit: set[str]) -> list[Decision]:
     """vLLM's context length: prompt + response, never the model's 128k positions."""
     if MAX_MODEL_LEN_KEY in explicit:
@@ -306,6 +331,7 @@ def decide(
         decisions += tensor_parallel(config, explicit)
         decisions += single_gpu_memory(config, explicit)
     decisions += max_model_len(config, explicit)
+    decisions += curriculum_workers(config, explicit)
     decisions += ray_cluster(config, explicit, ray_address)
     return decisions
 

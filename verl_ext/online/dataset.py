@@ -29,7 +29,6 @@ then ``level_<k>``, which is how the controller learns each group's level.
 from __future__ import annotations
 
 import io
-import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -42,7 +41,7 @@ from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from verl_ext.builder.plan import BuildPlan, TaskPlan, make_plan, parse_options
-from verl_ext.builder.worker import NEAR_DUPLICATE, Unit, Worker, _thumb
+from verl_ext.builder.worker import NEAR_DUPLICATE, Unit, Worker, thumbnail
 from verl_ext.curriculum import CurriculumConfig, curriculum_config
 from verl_ext.online import ONLINE_FILES
 from verl_ext.online.pictures import Pictures, build_config, read_pictures
@@ -51,8 +50,6 @@ from verl_ext.sources.base import TRAIN, RawItem
 from verl_ext.sources.split import unit_hash
 from verl_ext.tasks import get_task
 from verl_ext.tasks.base import PuzzleSkip
-
-logger = logging.getLogger(__name__)
 
 # Pictures tried, in the epoch's order, when a picture cannot make its puzzle (too small for the level, ...).
 MAX_TRIES = 16
@@ -167,8 +164,15 @@ class PuzzleStream:
             try:
                 return self._row(position, epoch, index)
             except PuzzleSkip as skip:
-                self.skips[str(skip)] += 1
-                reasons.append(str(skip))
+                reason = str(skip)
+                if not self.skips[reason]:  # once per reason and process: which pictures a setting cannot use
+                    print(
+                        f"online puzzles: a picture was skipped ({reason}) at position {position}; the next picture "
+                        "of the epoch is served in its place (later skips for this reason are only counted)",
+                        flush=True,
+                    )
+                self.skips[reason] += 1
+                reasons.append(reason)
         raise RuntimeError(
             f"no puzzle could be made at stream position {position} from {MAX_TRIES} pictures in a row "
             f"(reasons: {Counter(reasons)}); the pictures are too small or too plain for these task settings"
@@ -202,7 +206,7 @@ class PuzzleStream:
         """Another picture for a two-picture puzzle: drawn from (seed, epoch, picture), never the same picture,
         a crop of the same original, or a near-duplicate (the builder's rules)."""
         rng = self.plan.rng(unit.task.name, "partner", epoch, unit.item.source_id)
-        thumb = _thumb(unit.image)
+        thumb = thumbnail(unit.image)
         for _ in range(PARTNER_TRIES):
             other = int(rng.integers(len(self.pictures)))
             if self.pictures.content_ids[other] == unit.content_id:
@@ -210,7 +214,7 @@ class PuzzleStream:
             if unit.item.group and self.pictures.groups[other] == unit.item.group:
                 continue
             candidate = self._unit(other, epoch)
-            if float(np.abs(_thumb(candidate.image) - thumb).mean()) >= NEAR_DUPLICATE:
+            if float(np.abs(thumbnail(candidate.image) - thumb).mean()) >= NEAR_DUPLICATE:
                 return candidate
         raise PuzzleSkip("no partner picture")
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from verl_ext.builder.plan import BuildConfig, BuildPlan, TaskPlan, make_plan
 from verl_ext.builder.rows import encode_image
-from verl_ext.builder.worker import SourceHint, Worker, _reduce
+from verl_ext.builder.worker import SourceHint, Worker, reduce_picture
 from verl_ext.builder.writer import MANIFEST
 from verl_ext.evaluation.leakage import PICTURE_INDEX
 from verl_ext.folder_lock import FolderLock
@@ -103,7 +103,7 @@ def keep_pixels(plan: BuildPlan) -> int:
         task = get_task(task_plan.name)
         for knobs in (task_plan.knobs, *task.levels()):
             level_plan = TaskPlan(task_plan.name, task_plan.difficulty, dict(knobs), 1.0, task_plan.needs_partner)
-            hint = worker._source_hint(level_plan)
+            hint = worker.source_hint(level_plan)
             largest = max(largest, hint.max_pixels)
     return min(largest, plan.limits.max_pixels)
 
@@ -149,7 +149,7 @@ def write_pictures(data_dir: str | Path, progress: bool = True) -> Path:
                 continue
             columns["source_id"].append(item.source_id)
             columns["group"].append(item.group or "")
-            columns["image"].append(encode_image(_reduce(image, hint)))
+            columns["image"].append(encode_image(reduce_picture(image, hint)))
             columns["extra_info"].append(
                 {"content_id": cid, "partner_content_id": "", "source_id": item.source_id, "split": split}
             )
