@@ -459,7 +459,6 @@ def test_online_puzzles_are_an_opt_in_with_offline_validation(demo_build):
     assert "no overlap between" in result.stdout + result.stderr
 
 
-
 def test_online_training_pictures_shared_with_validation_are_refused(demo_build):
     tmp_path, env, data = demo_build
     dry_run(["rotation", "demo"], {**env, "ONLINE": "1"}, tmp_path)  # writes the picture index
