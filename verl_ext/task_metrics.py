@@ -235,21 +235,24 @@ class _TaskMetricsMixin:
             uids = sorted(one_key)
             fields = ["data_source", "extra_info", "extra_fields"] if self._curriculum else ["data_source"]
             data = tq.kv_batch_get(keys=[one_key[u] for u in uids], partition_id=partition_id, select_fields=fields)
-            for uid, source in zip(uids, _as_list(data["data_source"]), strict=True):
+            sources = _as_list(data["data_source"])
+            for uid, source in zip(uids, sources, strict=True):
                 counts = self._generated[str(source)]
                 counts[0] += classified[uid] is not None
                 counts[1] += 1
             if self._curriculum is not None:
                 # A filtered group never reaches sample(); its responses all scored alike, so one stands for all.
                 flat = [i for i, uid in enumerate(uids) if classified[uid] is not None]
-                extra = _as_list(data["extra_fields"])
+                extra_infos, extra = _as_list(data["extra_info"]), _as_list(data["extra_fields"])
                 self._flat_curriculum_groups += curriculum_groups(
                     [uids[i] for i in flat],
-                    [_as_list(data["data_source"])[i] for i in flat],
-                    [_as_list(data["extra_info"])[i] for i in flat],
+                    [sources[i] for i in flat],
+                    [extra_infos[i] for i in flat],
                     [extra[i].get("reward_extra_info") if isinstance(extra[i], Mapping) else None for i in flat],
                 )
         except Exception as error:  # noqa: BLE001 - a metric must never stop training
+            if self._curriculum is not None:
+                raise  # ... but the curriculum must not miss the groups that say the most (see _batch_task_metrics)
             if not self._metrics_failed:
                 self._metrics_failed = True
                 logger.warning("per-task flat-group counts unavailable: %r", error)
