@@ -73,7 +73,9 @@ def test_the_index_holds_the_training_pictures_and_no_validation_picture(rotatio
 def test_the_index_is_kept_while_the_build_is_the_same_and_rewritten_after_a_rebuild(tmp_path: Path) -> None:
     build(BuildConfig(task="rotation", source="demo", output=tmp_path, limit=6, workers=1, progress=False))
     assert not is_current(tmp_path)
-    assert pictures_main([str(tmp_path), "--if-missing"]) == 0
+    assert pictures_main([str(tmp_path), "--if-missing", "--workers", "2"]) == 0
+    # The build's --limit holds for the index too: the same training pictures as the offline train split.
+    assert set(read_pictures(tmp_path / PICTURES_FILE).content_ids) == content_ids(tmp_path / "train.parquet")
     stamp = (tmp_path / PICTURES_FILE).stat().st_mtime_ns
     assert is_current(tmp_path) and pictures_main([str(tmp_path), "--if-missing"]) == 0
     assert (tmp_path / PICTURES_FILE).stat().st_mtime_ns == stamp
@@ -81,6 +83,16 @@ def test_the_index_is_kept_while_the_build_is_the_same_and_rewritten_after_a_reb
     assert not is_current(tmp_path)
     assert pictures_main([str(tmp_path), "--if-missing"]) == 0
     assert read_pictures(tmp_path / PICTURES_FILE).build["args"]["seed"] == 3
+
+
+def test_the_index_is_the_same_whatever_the_number_of_decoding_processes(rotation_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(rotation_dir, copy)
+    write_pictures(copy, progress=False, workers=2)
+    one, two = (pq.read_table(d / PICTURES_FILE) for d in (rotation_dir, copy))
+    assert one.equals(two) and one.schema.metadata == two.schema.metadata
 
 
 def test_an_index_needs_a_build(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

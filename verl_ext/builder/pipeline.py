@@ -60,7 +60,7 @@ def _build_locked(
     state = _BuildState(plan)
     writer = SplitWriter(output)
     chunk_items = CHUNK_ITEMS_WITH_PARTNERS if any(t.needs_partner for t in plan.tasks) else CHUNK_ITEMS
-    items = _limited_items(spec, path, config, state)
+    items = limited_items(spec, path, limit=config.limit, carve=config.carve, skips=state.skips)
     progress = _progress(config, spec)
     try:
         chunks = _chunks(items, chunk_items)
@@ -156,19 +156,22 @@ class _BuildState:
             writer.add(row)
 
 
-def _limited_items(spec: SourceSpec, path: Path | None, config: BuildConfig, state: _BuildState) -> Iterator[RawItem]:
-    """Source items minus stored repeats, at most ``--limit`` per source split."""
+def limited_items(
+    spec: SourceSpec, path: Path | None, *, limit: int | None, carve: bool, skips: SkipCounter
+) -> Iterator[RawItem]:
+    """Source items minus stored repeats, at most ``limit`` per source split (the build's ``--limit``; the online
+    picture index takes its pictures by the same rule)."""
     done: set[str] = set()
     taken: Counter = Counter()
     repeats = RawDeduper()
-    for item in iter_raw(spec, path, state.skips, carve=config.carve, done_splits=done):
+    for item in iter_raw(spec, path, skips, carve=carve, done_splits=done):
         bucket = item.split or ""
-        if config.limit is not None and taken[bucket] >= config.limit:
+        if limit is not None and taken[bucket] >= limit:
             done.add(bucket)
             continue
         reason = repeats.repeat_reason(item)
         if reason is not None:
-            state.skips.skip(reason)
+            skips.skip(reason)
             continue
         taken[bucket] += 1
         yield item

@@ -9,22 +9,29 @@ index is written once, next to the offline files (``DATA_DIR/online/pictures.par
   factors, never below what any level of the build's tasks shows) and stored as JPEG q95, so a loader worker
   decodes a small file per puzzle instead of a 12-megapixel photograph;
 * its ``extra_info`` column carries the content ids, so the leakage guard reads an index like a puzzle file.
+
+Pictures are decoded by a process pool (``--workers``) in the builder's chunked, ordered way, so the index is the
+same whatever the number of processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from verl_ext.builder.pipeline import CHUNK_ITEMS, limited_items
 from verl_ext.builder.plan import BuildConfig, BuildPlan, TaskPlan, make_plan
 from verl_ext.builder.rows import encode_image
 from verl_ext.builder.worker import SourceHint, Worker, reduce_picture
@@ -32,7 +39,7 @@ from verl_ext.builder.writer import MANIFEST
 from verl_ext.evaluation.leakage import PICTURE_INDEX
 from verl_ext.folder_lock import FolderLock
 from verl_ext.images import content_id
-from verl_ext.sources import RawDeduper, SkipCounter, item_split, iter_raw, resolve_input
+from verl_ext.sources import RawItem, SkipCounter, item_split, resolve_input
 from verl_ext.sources.decode import DecodeLimits, ImageSkip, decode_item
 from verl_ext.tasks import get_task
 
@@ -108,8 +115,74 @@ def keep_pixels(plan: BuildPlan) -> int:
     return min(largest, plan.limits.max_pixels)
 
 
-def write_pictures(data_dir: str | Path, progress: bool = True) -> Path:
-    """Write the picture index of the built dataset in ``data_dir``; returns its path.
+@dataclass(frozen=True)
+class _Job:
+    """What every decoding process needs (picklable)."""
+
+    limits: DecodeLimits
+    val_fraction: float
+    train_split: str
+    hint: SourceHint
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One source item, decoded: its content id and split, and for a training picture its stored JPEG."""
+
+    source_id: str
+    group: str
+    content_id: str = ""
+    split: str = ""
+    image: bytes = b""  # empty outside the training split
+    skip: str = ""  # the reason, when the item could not be decoded
+
+
+def _decode(item: RawItem, job: _Job) -> _Decoded:
+    try:
+        image = decode_item(item, job.limits)
+    except ImageSkip as skip:
+        return _Decoded(item.source_id, item.group or "", skip=str(skip))
+    cid = content_id(image)
+    split = item_split(item, cid, job.val_fraction)
+    data = encode_image(reduce_picture(image, job.hint)) if split == job.train_split else b""
+    return _Decoded(item.source_id, item.group or "", cid, split, data)
+
+
+_JOB: _Job | None = None
+
+
+def _init(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _decode_chunk(chunk: list[RawItem]) -> list[_Decoded]:
+    assert _JOB is not None, "_init was not called in this process"
+    return [_decode(item, _JOB) for item in chunk]
+
+
+def _decoded(items: Iterator[RawItem], job: _Job, workers: int) -> Iterator[_Decoded]:
+    """The items decoded in source order: inline with one worker, else by a pool with a bounded look-ahead (the
+    builder's scheme: a forkserver, so no child inherits a lock held by one of this process's threads)."""
+    if workers <= 1:
+        yield from (_decode(item, job) for item in items)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with context.Pool(workers, initializer=_init, initargs=(job,)) as pool:
+        window: deque = deque()
+        iterator = iter(items)
+        while chunk := list(islice(iterator, CHUNK_ITEMS)):
+            window.append(pool.apply_async(_decode_chunk, (chunk,)))
+            if len(window) >= 2 * workers + 1:
+                yield from window.popleft().get()
+        while window:
+            yield from window.popleft().get()
+
+
+def write_pictures(data_dir: str | Path, progress: bool = True, workers: int = 1) -> Path:
+    """Write the picture index of the built dataset in ``data_dir`` with ``workers`` decoding processes; returns
+    its path. The same pictures, in the same order, whatever ``workers`` is.
 
     Locked like a build (one writer per folder); written to a temporary file and renamed, so a reader never sees
     half an index.
@@ -121,37 +194,32 @@ def write_pictures(data_dir: str | Path, progress: bool = True) -> Path:
     plan = make_plan(config, spec.name)
     train_split = manifest["train_split"]
     out = data_dir / PICTURES_FILE
-    hint = SourceHint(keep_pixels(plan), exact=False)
+    job = _Job(config.limits, config.val_fraction, train_split, SourceHint(keep_pixels(plan), exact=False))
     with FolderLock(data_dir, "writing the online picture index", hint="wait for the build or the other run"):
         skips = SkipCounter()
-        repeats = RawDeduper()
         seen: set[str] = set()
         columns: dict[str, list[Any]] = {"source_id": [], "group": [], "image": [], "extra_info": []}
-        for item in iter_raw(spec, path, skips, carve=config.carve):
-            if config.limit is not None and len(columns["source_id"]) >= config.limit:
-                break
-            reason = repeats.repeat_reason(item)
-            if reason is not None:
-                skips.skip(reason)
+        items = limited_items(spec, path, limit=config.limit, carve=config.carve, skips=skips)
+        for picture in _decoded(items, job, workers):
+            if picture.skip:
+                skips.skip(picture.skip)
                 continue
-            try:
-                image = decode_item(item, config.limits)
-            except ImageSkip as skip:
-                skips.skip(str(skip))
-                continue
-            cid = content_id(image)
-            if cid in seen:
+            if picture.content_id in seen:  # the builder's rule: a picture stored twice counts once
                 skips.skip("duplicate image")
                 continue
-            seen.add(cid)
-            split = item_split(item, cid, config.val_fraction)
-            if split != train_split:
+            seen.add(picture.content_id)
+            if picture.split != train_split:
                 continue
-            columns["source_id"].append(item.source_id)
-            columns["group"].append(item.group or "")
-            columns["image"].append(encode_image(reduce_picture(image, hint)))
+            columns["source_id"].append(picture.source_id)
+            columns["group"].append(picture.group)
+            columns["image"].append(picture.image)
             columns["extra_info"].append(
-                {"content_id": cid, "partner_content_id": "", "source_id": item.source_id, "split": split}
+                {
+                    "content_id": picture.content_id,
+                    "partner_content_id": "",
+                    "source_id": picture.source_id,
+                    "split": picture.split,
+                }
             )
         if not columns["source_id"]:
             raise RuntimeError(f"the source {spec.name} has no picture in split {train_split!r}; skips: {dict(skips)}")
@@ -203,12 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="a folder written by build_benchmarks/build.py")
     parser.add_argument("--if-missing", action="store_true", help="keep an index written from the same build")
+    parser.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="decoding processes [min(8, cores)]"
+    )
     args = parser.parse_args(argv)
     try:
         if args.if_missing and is_current(args.data_dir):
             print(args.data_dir / PICTURES_FILE)
             return 0
-        print(write_pictures(args.data_dir, progress=False))
+        print(write_pictures(args.data_dir, progress=False, workers=args.workers))
     except (OSError, ValueError, RuntimeError) as error:
         print(f"[online] ERROR: {error}", file=sys.stderr)
         return 2
