@@ -14,11 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from verl_ext.curriculum import CurriculumConfig
-from verl_ext.online.state import Group, StateDir, TaskCurricula
+from verl_ext.online.state import METRIC_PREFIX, Group, StateDir, TaskCurricula
 
 logger = logging.getLogger(__name__)
-
-METRIC_PREFIX = "train/curriculum"
 
 
 class CurriculumController:
@@ -70,7 +68,7 @@ class CurriculumController:
         for task, level, accuracy, *_ in groups:
             sampled[task][level] += 1
             right[task, level] += accuracy
-        metrics = self.curricula.metrics(sampled, METRIC_PREFIX)
+        metrics = self.curricula.metrics(sampled)
         for task, counts in sampled.items():
             metrics[f"{METRIC_PREFIX}/{task}/groups"] = float(sum(counts.values()))
             for level, n in counts.items():

@@ -32,7 +32,6 @@ import io
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,6 @@ from verl_ext.online import ONLINE_FILES
 from verl_ext.online.pictures import Pictures, build_config, read_pictures
 from verl_ext.online.state import StateDir, TaskCurricula, level_name, version_for
 from verl_ext.sources.base import TRAIN, RawItem
-from verl_ext.sources.split import unit_hash
 from verl_ext.tasks import get_task
 from verl_ext.tasks.base import PuzzleSkip
 
@@ -101,13 +99,13 @@ class PuzzleStream:
         if settings.seed is not None:
             config = replace(config, seed=settings.seed)
         self.plan: BuildPlan = make_plan(config, pictures.build["source"])
-        self.seed = self.plan.seed
         self.overrides = parse_options(config.options, [t.name for t in self.plan.tasks])
         self.worker = Worker(self.plan)
         self.ladders = {t.name: get_task(t.name).levels() for t in self.plan.tasks}
         self.state_dir = StateDir(settings.state_dir) if settings.state_dir else None
         self.curriculum = settings.curriculum
         self._states: dict[int, TaskCurricula] = {}
+        self._orders: dict[int, np.ndarray] = {}
         self.skips: Counter = Counter()
 
     def __len__(self) -> int:
@@ -120,15 +118,20 @@ class PuzzleStream:
         if not 0 <= position < len(self):
             raise IndexError(f"position {position} outside the stream of {len(self)}")
         epoch, slot = divmod(position, len(self.pictures))
-        return epoch, int(_order(self.seed, epoch, len(self.pictures))[slot])
+        return epoch, int(self._order(epoch)[slot])
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """The pictures of ``epoch`` in the order it shows them (kept for the epoch at hand)."""
+        if epoch not in self._orders:
+            self._orders = {epoch: self.plan.rng("online", "order", epoch).permutation(len(self.pictures))}
+        return self._orders[epoch]
 
     def level(self, position: int, task: str) -> int | None:
         """The curriculum level of the puzzle at ``position`` (None with the curriculum off)."""
         if self.curriculum is None:
             return None
         state = self._state(self._version(position))
-        rng = np.random.default_rng([self.seed, _word("level"), position])
-        return state.sample(task, rng)
+        return state.sample(task, self.plan.rng("online", "level", position))
 
     def _version(self, position: int) -> int:
         cfg = self.data_config
@@ -160,7 +163,7 @@ class PuzzleStream:
         n = len(self.pictures)
         reasons = []
         for attempt in range(MAX_TRIES):
-            index = picture if attempt == 0 else int(_order(self.seed, epoch, n)[(position + attempt) % n])
+            index = picture if attempt == 0 else int(self._order(epoch)[(position + attempt) % n])
             try:
                 return self._row(position, epoch, index)
             except PuzzleSkip as skip:
@@ -188,7 +191,7 @@ class PuzzleStream:
         partner, role_knobs = None, {}
         if unit.task.needs_partner:
             roles = task.pair_roles(self.plan.rng(unit.task.name, "pair", epoch, unit.item.source_id).random())
-            role = roles[int(unit_hash("role", self.seed, epoch, unit.item.source_id) < 0.5)]
+            role = roles[int(self.plan.rng(unit.task.name, "role", epoch, unit.item.source_id).random() < 0.5)]
             role_knobs = dict(role.knobs)
             if role.with_partner:
                 partner = self._partner(unit, epoch)
@@ -250,15 +253,6 @@ class OnlinePuzzleDataset(RLHFDataset):
     def __getstate__(self) -> dict[str, Any]:
         # verl drops its dataframe when pickled (it can be read again from the files); the stream is the data.
         return self.__dict__.copy()
-
-
-@lru_cache(maxsize=4)
-def _order(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([seed, _word("epoch"), epoch]).permutation(n)
-
-
-def _word(text: str) -> int:
-    return int(unit_hash("online", text) * 2**63)
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -24,7 +24,6 @@ the run that crashed), before anything asks for them.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,12 +31,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from verl_ext.builder.writer import write_json_atomic
 from verl_ext.curriculum import Curriculum, CurriculumConfig
 from verl_ext.tasks import get_task
 
 PREFETCH_FACTOR = 2  # torch's DataLoader default with workers; verl 0.9.1 does not set it
 _FILE = re.compile(r"^step_(\d{8})\.json$")
 LEVEL_PREFIX = "level_"  # extra_info["difficulty"] of a curriculum puzzle: "level_<k>"
+METRIC_PREFIX = "train/curriculum"
 
 
 def level_name(level: int) -> str:
@@ -87,7 +88,7 @@ class TaskCurricula:
         for task, pairs in by_task.items():
             self.of(task).update(pairs)
 
-    def metrics(self, sampled: Mapping[str, Mapping[int, int]], prefix: str = "train/curriculum") -> dict[str, float]:
+    def metrics(self, sampled: Mapping[str, Mapping[int, int]], prefix: str = METRIC_PREFIX) -> dict[str, float]:
         """Frontier, solve-rate estimate and sampling probability per task and level; with the step's level
         counts (``sampled``: task -> level -> puzzles), each level's share of the step's puzzles."""
         out: dict[str, float] = {}
@@ -116,26 +117,23 @@ class StateDir:
         """Write ``state`` as ``version``, atomically (a reader sees the old file or the new one, whole), with the
         groups that led to it (a record of which puzzles, at which level, the step trained on)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        target = self.file(version)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         record = {"version": version, "tasks": state.state_dict(), "groups": [g._asdict() for g in groups]}
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, target)
+        write_json_atomic(self.file(version), record)
+
+    def _record(self, version: int) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.file(version).read_text())
+        except FileNotFoundError:
+            return None
 
     def groups(self, version: int) -> list[Group]:
         """The groups written with ``version`` (empty for a missing file)."""
-        try:
-            data = json.loads(self.file(version).read_text())
-        except FileNotFoundError:
-            return []
-        return [Group(**g) for g in data.get("groups", [])]
+        record = self._record(version)
+        return [Group(**g) for g in record.get("groups", [])] if record else []
 
     def read(self, version: int, config: CurriculumConfig) -> TaskCurricula | None:
-        try:
-            data = json.loads(self.file(version).read_text())
-        except FileNotFoundError:
-            return None
-        return TaskCurricula.from_state_dict(config, data["tasks"])
+        record = self._record(version)
+        return TaskCurricula.from_state_dict(config, record["tasks"]) if record else None
 
     def versions(self) -> list[int]:
         if not self.path.is_dir():
@@ -152,5 +150,4 @@ class StateDir:
 
 def version_for(position: int, *, workers: int, gen_batch: int, train_batch: int) -> int:
     """The state version the puzzle at stream ``position`` is made with (see the module docstring)."""
-    ahead = PREFETCH_FACTOR * workers * gen_batch if workers > 0 else 0
-    return max(0, (position - ahead) // train_batch)
+    return max(0, (position - PREFETCH_FACTOR * workers * gen_batch) // train_batch)
