@@ -11,7 +11,7 @@ import multiprocessing
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
@@ -63,7 +63,7 @@ def _build_locked(
     items = limited_items(spec, path, limit=config.limit, carve=config.carve, skips=state.skips)
     progress = _progress(config, spec)
     try:
-        chunks = _chunks(items, chunk_items)
+        chunks = chunked(items, chunk_items)
         for result, size in _ordered_results(state.worker(), config.workers, chunks):
             state.take(result, writer)
             progress.update(size)
@@ -177,14 +177,14 @@ def limited_items(
         yield item
 
 
-def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
+def chunked(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
 
 
 def _ordered_results(main: Worker, workers: int, chunks: Iterator[list[RawItem]]) -> Iterator[tuple[ChunkResult, int]]:
-    """Chunk results in chunk order: inline with one worker, else from a pool with a bounded look-ahead.
+    """Chunk results in chunk order: inline with one worker, else from a pool (:func:`ordered_pool_map`).
 
     The pool's workers get the main process's measured source-size hints, so they start without probing.
     """
@@ -192,24 +192,39 @@ def _ordered_results(main: Worker, workers: int, chunks: Iterator[list[RawItem]]
         for chunk in chunks:
             yield main.process_chunk(chunk), len(chunk)
         return
-    # Workers come from a forkserver (a clean, thread-free process that has imported the worker module once):
-    # forking this process instead can hang a child on a lock held by one of its threads (pyarrow, torch, ...).
+    initargs = (main.plan, main.source_hints, main.tasks)
+    for chunk, result in ordered_pool_map(run_chunk, chunks, workers, init_worker, initargs, "verl_ext.builder.worker"):
+        yield result, len(chunk)
+
+
+def ordered_pool_map(
+    function: Callable[[Any], Any],
+    chunks: Iterable[Any],
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple,
+    preload: str,
+) -> Iterator[tuple[Any, Any]]:
+    """``(chunk, function(chunk))`` in chunk order, from ``workers`` processes, with a bounded look-ahead.
+
+    Workers come from a forkserver (a clean, thread-free process that has imported ``preload`` once): forking
+    this process instead can hang a child on a lock held by one of its threads (pyarrow, torch, ...).
+    """
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["verl_ext.builder.worker"])
-    initargs = (main.plan, main.source_hints, main.tasks)
-    with context.Pool(workers, initializer=init_worker, initargs=initargs) as pool:
+        context.set_forkserver_preload([preload])
+    with context.Pool(workers, initializer=initializer, initargs=initargs) as pool:
         window: deque = deque()
         for chunk in chunks:
-            window.append((pool.apply_async(run_chunk, (chunk,)), len(chunk)))
+            window.append((chunk, pool.apply_async(function, (chunk,))))
             # Enough chunks in flight to keep every worker busy, few enough to bound memory.
             if len(window) >= 2 * workers + 1:
-                pending, size = window.popleft()
-                yield pending.get(), size
+                done, pending = window.popleft()
+                yield done, pending.get()
         while window:
-            pending, size = window.popleft()
-            yield pending.get(), size
+            done, pending = window.popleft()
+            yield done, pending.get()
 
 
 class _NoProgress:

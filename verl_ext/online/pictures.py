@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from verl_ext.builder.pipeline import CHUNK_ITEMS, limited_items
+from verl_ext.builder.pipeline import CHUNK_ITEMS, chunked, limited_items, ordered_pool_map
 from verl_ext.builder.plan import BuildConfig, BuildPlan, TaskPlan, make_plan
 from verl_ext.builder.rows import encode_image
 from verl_ext.builder.worker import SourceHint, Worker, reduce_picture
@@ -162,22 +159,13 @@ def _decode_chunk(chunk: list[RawItem]) -> list[_Decoded]:
 
 
 def _decoded(items: Iterator[RawItem], job: _Job, workers: int) -> Iterator[_Decoded]:
-    """The items decoded in source order: inline with one worker, else by a pool with a bounded look-ahead (the
-    builder's scheme: a forkserver, so no child inherits a lock held by one of this process's threads)."""
+    """The items decoded in source order: inline with one worker, else by the builder's ordered pool."""
     if workers <= 1:
         yield from (_decode(item, job) for item in items)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with context.Pool(workers, initializer=_init, initargs=(job,)) as pool:
-        window: deque = deque()
-        iterator = iter(items)
-        while chunk := list(islice(iterator, CHUNK_ITEMS)):
-            window.append(pool.apply_async(_decode_chunk, (chunk,)))
-            if len(window) >= 2 * workers + 1:
-                yield from window.popleft().get()
-        while window:
-            yield from window.popleft().get()
+    chunks = chunked(items, CHUNK_ITEMS)
+    for _, decoded in ordered_pool_map(_decode_chunk, chunks, workers, _init, (job,), "verl_ext.online.pictures"):
+        yield from decoded
 
 
 def write_pictures(data_dir: str | Path, progress: bool = True, workers: int = 1) -> Path:
