@@ -243,7 +243,8 @@ def test_two_builds_started_together_leave_one_whole_folder(tmp_path: Path) -> N
     results = [(b.wait(timeout=300), b.stderr.read()) for b in builds]
     assert any(code == 0 for code, _ in results), results
     for code, stderr in results:
-        assert code == 0 or (code == 2 and "is in use by a build of" in stderr), stderr
+        # The loser may arrive between the winner's flock and its note of who it is: folder_lock then says so.
+        assert code == 0 or (code == 2 and "is in use by" in stderr), stderr
     _manifest_agrees_with_files(out)
 
 
