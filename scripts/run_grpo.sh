@@ -140,17 +140,20 @@ main() {
   max_prompt_tokens="$(preflight config-value "$CONFIG_DIR" "$CONFIG" \
     data.max_prompt_length ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
   if [[ ! -f "$DATA_DIR/manifest.json" ]]; then
-    if [[ -z "${INPUT:-}" && "$SOURCE" != demo ]]; then
+    if [[ -z "${INPUT:-}" && "$SOURCE" != demo && "$SOURCE" != scenes ]]; then
       die "no puzzles in DATA_DIR=$DATA_DIR (no manifest.json), and INPUT is not set to build them." \
         "Set INPUT to the $SOURCE files (see README.md, 'Building data'), e.g." \
         "  INPUT=path/to/$SOURCE bash $0 $TASK $SOURCE" \
         "or point DATA_DIR at puzzles built with build_benchmarks/build.py."
     fi
-    [[ -z "${INPUT:-}" || -e "$INPUT" ]] || die "INPUT=$INPUT does not exist." \
+    # For the scenes source INPUT holds its settings (size=112,train=320,...), not a path.
+    [[ -z "${INPUT:-}" || -e "$INPUT" || "$SOURCE" == scenes ]] || die "INPUT=$INPUT does not exist." \
       "INPUT must be the $SOURCE files the puzzles are built from (see README.md, 'Building data')."
     build=("$PYTHON" "$REPO_ROOT/build_benchmarks/build.py" --task "$TASK" --source "$SOURCE" --output "$DATA_DIR"
       --max-prompt-tokens "$max_prompt_tokens")
-    [[ -n "${INPUT:-}" ]] && build+=(--input "$(abspath "$INPUT")")
+    if [[ -n "${INPUT:-}" ]]; then
+      if [[ "$SOURCE" == scenes ]]; then build+=(--input "$INPUT"); else build+=(--input "$(abspath "$INPUT")"); fi
+    fi
     [[ "$TASK" == mix ]] && build+=(--tasks "$TASKS")
     read -r -a build_args <<< "${BUILD_ARGS:-}"
     build+=(${build_args[@]+"${build_args[@]}"})

@@ -105,3 +105,44 @@ def test_heldout_reports_first_and_last_against_chance_and_the_constant_answer(
     assert "step 0: 0.400, step 20: 0.450, step 40: 0.600" in out  # the largest N (mean@4) is the one shown
     assert "first 0.400 (step 0) -> last 0.600 (step 40)" in out
     assert "bars: chance 0.500; always the most common answer 0.750" in out
+
+
+def test_wilson_interval_matches_the_textbook_values() -> None:
+    low, high = run_log.wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.49, 0.943)
+    low, high = run_log.wilson_interval(0, 10)
+    assert low == 0.0 and round(high, 3) == 0.278
+    with pytest.raises(ValueError):
+        run_log.wilson_interval(0, 0)
+
+
+@pytest.mark.parametrize(
+    ("last", "expect", "status", "verdict"),
+    [
+        (0.9, "learned", 0, "learned (the interval is above"),
+        (0.6, "learned", 1, "not learned"),  # 24 of 40: the interval reaches below 0.5
+        (0.55, "baseline", 0, "not learned"),  # a control within 0.05 of the bar
+        (0.7, "baseline", 1, "the answer leaks without pixels"),
+    ],
+)
+def test_heldout_verdict_needs_the_interval_above_the_constant_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture, last: float, expect: str, status: int, verdict: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    metrics = tmp_path / "metrics.jsonl"
+    with metrics.open("w") as out:
+        for step, acc in ((0, 0.5), (20, last)):
+            out.write(json.dumps({"step": step, "data": {"val-core/ssl_rotation/acc/mean@1": acc}}) + "\n")
+    params = json.dumps({"angles": [0, 180], "form": "single"})
+    rows = [
+        {"reward_model": {"ground_truth": truth}, "extra_info": {"task": "rotation", "params": params}}
+        for truth in ("0", "180") * 20
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "val.parquet")
+    args = ["heldout", str(metrics), "--val-data", str(tmp_path / "val.parquet"), "--expect", expect]
+    assert run_log.main(args) == status
+    out = capsys.readouterr().out
+    assert f"last: {last:.3f} on 40 held-out puzzles, 95% interval" in out
+    assert verdict in out

@@ -140,6 +140,14 @@ def test_filtering_settings_match_verls_builtin_buffer() -> None:
         filtering_kwargs({"filter_groups": {"enable": True, "metric": None}, "train_batch_size": 8}, sync=True)
 
 
+def test_the_poll_interval_reaches_the_buffer_and_bad_ones_are_refused() -> None:
+    assert filtering_kwargs({"poll_interval": 0.1}, sync=True)["poll_interval"] == 0.1
+    assert "poll_interval" not in filtering_kwargs({}, sync=True)  # verl's own default then
+    for bad in (0, -1, "fast", True, 120):
+        with pytest.raises(ValueError, match="poll_interval"):
+            filtering_kwargs({"poll_interval": bad}, sync=False)
+
+
 @pytest.mark.e2e
 def test_flat_groups_are_filtered_refilled_and_reported_per_task(transfer_queue) -> None:
     """algorithm.filter_groups with this buffer: flat groups are dropped, new prompts are asked for in their place,

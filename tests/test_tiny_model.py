@@ -263,3 +263,29 @@ def test_a_model_folder_gets_its_config_last(tmp_path: Path, monkeypatch: pytest
         tiny_model._save_whole(out, Saves("config.json", "model.safetensors"), Saves("tokenizer.json"))
     assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "tokenizer.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the staging folder is gone
+
+
+def test_answer_choice_exchanges_ask_real_puzzles_and_answer_within_their_label_sets() -> None:
+    """The answer-choice warm-up teaches which answers a prompt allows, with answers independent of the picture."""
+    import re
+    from collections import Counter
+
+    import numpy as np
+
+    from verl_ext.tiny_model import CHOICE_PUZZLES, CHOICE_THOUGHT, choice_exchanges
+
+    exchanges = choice_exchanges(np.random.default_rng(0), 300)
+    answers: Counter = Counter()
+    for exchange in exchanges:
+        text = " ".join(part["text"] for part in exchange.content if part.get("type") == "text")
+        assert "<answer>" in text  # the puzzle's own prompt, format instruction included
+        assert sum(part.get("type") == "image" for part in exchange.content) == len(exchange.images) >= 1
+        answer = re.fullmatch(r"<think> (.+) </think> <answer>(.+)</answer><\|im_end\|>", exchange.reply)
+        assert answer is not None and answer.group(1) == CHOICE_THOUGHT
+        assert answer.group(2) in exchange.labels
+        answers[(exchange.labels, answer.group(2))] += 1
+    label_sets = {exchange.labels for exchange in exchanges}
+    assert len(label_sets) >= len(CHOICE_PUZZLES) - 1  # pair and single quarter turns share a label set
+    # Every label of the two-angle rotation set is drawn about equally often: no label is favoured.
+    two_way = [count for (labels, _), count in answers.items() if labels == ("0", "180")]
+    assert len(two_way) == 2 and min(two_way) > 0.6 * max(two_way)

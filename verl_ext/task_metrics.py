@@ -66,7 +66,8 @@ def filtering_kwargs(sampler_kwargs: Mapping[str, Any] | None, sync: bool) -> di
     """The group-filtering arguments verl's trainer gives its built-in replay buffer (``trainer_base.py``,
     ``_build_replay_buffer``), from the settings the project's configs put in ``sampler_kwargs``:
     ``filter_groups`` (``algorithm.filter_groups``), ``sync_refill_failed_groups``, ``train_batch_size`` and
-    ``gen_batch_size`` (``data.*``)."""
+    ``gen_batch_size`` (``data.*``). Also ``poll_interval``: how often the buffer looks for finished rollouts
+    (verl's default, 2 s, rounds every CPU step's generation up to a multiple of 2 s)."""
     sampler_kwargs = sampler_kwargs or {}
     groups = _setting(sampler_kwargs, "filter_groups")
     metric = None
@@ -76,6 +77,13 @@ def filtering_kwargs(sampler_kwargs: Mapping[str, Any] | None, sync: bool) -> di
             raise ValueError("algorithm.filter_groups.metric must be set when group filtering is enabled")
     refill_failed = bool(_setting(sampler_kwargs, "sync_refill_failed_groups", False))
     out: dict[str, Any] = {"filter_groups_metric": metric, "sync_refill_failed_groups": refill_failed}
+    poll = _setting(sampler_kwargs, "poll_interval")
+    if poll is not None:
+        if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not 0 < poll <= 60:
+            raise ValueError(
+                f"trainer.v1.sampler.sampler_kwargs.poll_interval must be seconds in (0, 60], got {poll!r}"
+            )
+        out["poll_interval"] = float(poll)
     if sync:
         train_batch = _setting(sampler_kwargs, "train_batch_size")
         if (metric is not None or refill_failed) and train_batch is None:

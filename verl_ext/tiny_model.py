@@ -436,14 +436,12 @@ def _warmup_batches(processor, rng) -> list[tuple[dict[str, Any], Any]]:
     return batches
 
 
-def warm_up_answer_format(model, processor, steps: int, seed: int = SEED) -> list[float]:
-    """Fit ``model`` in place for ``steps`` AdamW steps on the warm-up exchanges; returns the loss per step."""
-    import numpy as np
+def _fit(model, batches: list[tuple[dict[str, Any], Any]], steps: int, lr: float, seed: int) -> list[float]:
+    """``steps`` AdamW steps over ``batches`` (cycled), in place; returns the loss per step."""
     import torch
 
     torch.manual_seed(seed)
-    batches = _warmup_batches(processor, np.random.default_rng(seed))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP_LR)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     losses = []
     for step in range(steps):
@@ -457,16 +455,116 @@ def warm_up_answer_format(model, processor, steps: int, seed: int = SEED) -> lis
     return losses
 
 
-def save_tiny_model(out_dir: str | Path, size: str = "tiny", *, format_warmup_steps: int = 0) -> Path:
+def warm_up_answer_format(model, processor, steps: int, seed: int = SEED) -> list[float]:
+    """Fit ``model`` in place for ``steps`` AdamW steps on the warm-up exchanges; returns the loss per step."""
+    import numpy as np
+
+    return _fit(model, _warmup_batches(processor, np.random.default_rng(seed)), steps, WARMUP_LR, seed)
+
+
+# Puzzle settings whose real prompts the answer-choice warm-up shows (task, knobs); contrastive (two source
+# pictures) and jigsaw (permutations, not a label set) are left out.
+CHOICE_PUZZLES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("rotation", {"form": "single", "angles": (0, 180)}),
+    ("rotation", {"form": "single", "angles": (0, 90, 180, 270)}),
+    ("rotation", {"form": "pair", "angles": (0, 90, 180, 270)}),
+    ("position", {}),
+    ("flip", {}),
+)
+CHOICE_BATCHES = 32
+CHOICE_LR = 2e-3
+# One neutral thought for every answer: the tokens before the answer then become near-certain, so a GRPO
+# update's gradient comes from the answer token instead of from which of several interchangeable thoughts
+# was sampled (noise that no reward can explain).
+CHOICE_THOUGHT = "Let me look at the picture."
+
+
+@dataclass(frozen=True)
+class ChoiceExchange:
+    """One answer-choice warm-up exchange: a real puzzle prompt, its pictures, the reply and the label set."""
+
+    content: list[dict[str, str]]  # the user turn: text parts and image slots
+    images: list[Any]
+    reply: str
+    labels: tuple[str, ...]
+
+
+def choice_exchanges(rng, count: int) -> list[ChoiceExchange]:
+    """Exchanges whose prompts are real puzzle prompts (made by the tasks from noise pictures) and whose answers
+    are drawn uniformly from each puzzle's own label set, whatever the pictures show."""
+    import numpy as np
+    from PIL import Image
+
+    from verl_ext.tasks import get_task
+
+    out = []
+    for _ in range(count):
+        name, knobs = CHOICE_PUZZLES[int(rng.integers(len(CHOICE_PUZZLES)))]
+        task = get_task(name)
+        side = int(rng.integers(112, 225))
+        noise = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+        puzzle = task.make(noise, rng, **knobs)
+        labels = tuple(sorted(task.labels(puzzle.params)))
+        content: list[dict[str, str]] = []
+        for index, text in enumerate(puzzle.prompt.split("<image>")):
+            if index:
+                content.append({"type": "image"})
+            if text:
+                content.append({"type": "text", "text": text})
+        answer = labels[int(rng.integers(len(labels)))]
+        reply = f"<think> {CHOICE_THOUGHT} </think> <answer>{answer}</answer><|im_end|>"
+        out.append(ChoiceExchange(content, list(puzzle.images), reply, labels))
+    return out
+
+
+def _choice_batches(processor, rng) -> list[tuple[dict[str, Any], Any]]:
+    """The answer-choice exchanges, encoded in batches with only the replies as labels."""
+    batches = []
+    for _ in range(CHOICE_BATCHES):
+        exchanges = choice_exchanges(rng, WARMUP_BATCH_SIZE)
+        texts = [
+            processor.apply_chat_template(
+                [{"role": "user", "content": e.content}], add_generation_prompt=True, tokenize=False
+            )
+            + e.reply
+            for e in exchanges
+        ]
+        images = [image for e in exchanges for image in e.images]
+        encoded = processor(text=texts, images=images, return_tensors="pt", padding=True)  # left padding
+        labels = encoded["input_ids"].clone()
+        for row, exchange in enumerate(exchanges):
+            labels[row, : -len(processor.tokenizer(exchange.reply).input_ids)] = -100
+        batches.append((dict(encoded), labels))
+    return batches
+
+
+def warm_up_answer_choice(model, processor, steps: int, seed: int = SEED) -> list[float]:
+    """Fit ``model`` in place on real puzzle prompts answered by a uniformly drawn label of each puzzle's own set.
+
+    What a pretrained model brings to GRPO and a random one lacks: answering with one of the options the question
+    offers. The answers are drawn independently of the pictures (which are noise), so the model learns which
+    answers a question allows and nothing about how to find the right one; every label starts out about equally
+    likely, as with a pretrained model that cannot yet see the cue.
+    """
+    import numpy as np
+
+    return _fit(model, _choice_batches(processor, np.random.default_rng(seed + 1)), steps, CHOICE_LR, seed)
+
+
+def save_tiny_model(
+    out_dir: str | Path, size: str = "tiny", *, format_warmup_steps: int = 0, choice_warmup_steps: int = 0
+) -> Path:
     """Write a random Qwen2.5-VL of ``size`` ("tiny", "3b", "7b") with tokenizer and processor to ``out_dir``.
 
-    ``format_warmup_steps`` > 0 (tiny only) teaches the answer format first (see the module docstring).
+    ``format_warmup_steps`` > 0 (tiny only) teaches the answer format first (see the module docstring), then
+    ``choice_warmup_steps`` > 0 the label set of each puzzle prompt (:func:`warm_up_answer_choice`).
     Returns the directory. No network access; the same arguments always produce the same files.
     """
-    if format_warmup_steps and size != "tiny":
-        raise ValueError("format_warmup_steps only applies to size='tiny'")
-    if format_warmup_steps < 0:
-        raise ValueError(f"format_warmup_steps must be >= 0, got {format_warmup_steps}")
+    for name, steps in (("format_warmup_steps", format_warmup_steps), ("choice_warmup_steps", choice_warmup_steps)):
+        if steps and size != "tiny":
+            raise ValueError(f"{name} only applies to size='tiny'")
+        if steps < 0:
+            raise ValueError(f"{name} must be >= 0, got {steps}")
     from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
 
     ensure_torchvision_importable()  # transformers' Qwen2.5-VL modules import torchvision
@@ -490,6 +588,8 @@ def save_tiny_model(out_dir: str | Path, size: str = "tiny", *, format_warmup_st
         torch.set_default_dtype(previous_dtype)
     if format_warmup_steps:
         warm_up_answer_format(model, processor, format_warmup_steps)
+    if choice_warmup_steps:
+        warm_up_answer_choice(model, processor, choice_warmup_steps)
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
@@ -534,11 +634,28 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="tiny only: first teach the <think>/<answer> format for N steps (200 is enough), so GRPO rewards vary",
     )
+    parser.add_argument(
+        "--choice-warmup-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tiny only: then N steps on real puzzle prompts answered by a random label of each one's own set, so"
+        " GRPO starts from valid answers in equal shares (what a pretrained model brings; it teaches no cue)",
+    )
     args = parser.parse_args(argv)
-    if args.format_warmup_steps and args.size != "tiny":
-        parser.error("--format-warmup-steps only applies to --size tiny")
-    out = save_tiny_model(args.out, args.size, format_warmup_steps=args.format_warmup_steps)
+    stages = (("--format-warmup-steps", args.format_warmup_steps), ("--choice-warmup-steps", args.choice_warmup_steps))
+    for flag, steps in stages:
+        if steps and args.size != "tiny":
+            parser.error(f"{flag} only applies to --size tiny")
+    out = save_tiny_model(
+        args.out,
+        args.size,
+        format_warmup_steps=args.format_warmup_steps,
+        choice_warmup_steps=args.choice_warmup_steps,
+    )
     warmed = f", answer format warmed up for {args.format_warmup_steps} steps" if args.format_warmup_steps else ""
+    if args.choice_warmup_steps:
+        warmed += f", answer choice for {args.choice_warmup_steps}"
     print(f"saved a random Qwen2.5-VL ({args.size}{warmed}) to {out}")
 
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from verl_ext.builder.plan import DEFAULT_MAX_PROMPT_TOKENS, DIFFICULTIES, BuildConfig
+from verl_ext.builder.plan import CONTROLS, DEFAULT_MAX_PROMPT_TOKENS, DIFFICULTIES, BuildConfig
 from verl_ext.sources import ALIASES, SOURCES
 
 
@@ -68,6 +68,13 @@ def parser() -> argparse.ArgumentParser:
         default="jpeg",
         help="encoding of puzzle images (JPEG q95 4:2:0; PNG is lossless but ~30x slower)",
     )
+    p.add_argument(
+        "--control",
+        choices=CONTROLS,
+        default=None,
+        help="a control build for learning experiments: grey = every picture shown is flat grey (same size, same"
+        " prompts and answers), so nothing visual can be learned",
+    )
     p.add_argument("--strict", action="store_true", help="stop on an error inside a task instead of counting it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -97,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         options=tuple(args.option),
         strict=args.strict,
         progress=not args.no_progress,
+        control=args.control,
     )
 
 

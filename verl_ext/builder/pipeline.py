@@ -289,6 +289,7 @@ def _manifest(
         "rows_by_task": {split: dict(sorted(c.items())) for split, c in sorted(state.by_task.items())},
         "pair_roles": {split: dict(sorted(c.items())) for split, c in sorted(state.pair_roles.items())},
         "image_format": config.image_format,
+        "control": config.control,  # "grey": a control build whose pictures are flat grey (not for training a model)
         "puzzles_per_image": config.puzzles_per_image,
         "workers": config.workers,
         "seconds": round(seconds, 3),

@@ -22,6 +22,11 @@ from verl_ext.tasks import Task, get_task
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024  # verl's data.max_prompt_length in the configs we ship
 DIFFICULTIES = ("easy", "medium", "hard")
+# Controls of a learning experiment: a build whose prompts, answers and everything else are the real build's,
+# with the signal removed. "grey": every picture shown is a flat mid-grey picture of the same size, so a policy
+# that still learns reads the answer from the text, which is a leak.
+CONTROLS = ("grey",)
+CONTROL_GREY = (128, 128, 128)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class BuildConfig:
     strict: bool = False  # raise on errors inside a task instead of counting them
     progress: bool = True
     limits: DecodeLimits = DEFAULT_LIMITS
+    control: str | None = None  # "grey": every shown picture a flat grey one of its size (see CONTROLS)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class BuildPlan:
     image_format: str
     strict: bool
     limits: DecodeLimits = field(default=DEFAULT_LIMITS)
+    control: str | None = None
 
     def task_for(self, source_id: str, k: int) -> TaskPlan:
         """The task of puzzle ``k`` of picture ``source_id``: fixed by a hash, shares follow the mix weights."""
@@ -198,6 +205,7 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
         image_format=config.image_format,
         strict=config.strict,
         limits=config.limits,
+        control=config.control,
     )
 
 

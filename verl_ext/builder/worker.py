@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from verl_ext.builder.budget import PromptCounter, fit_to_budget, make_counter
-from verl_ext.builder.plan import BuildPlan, TaskPlan, probe_image
+from verl_ext.builder.plan import CONTROL_GREY, BuildPlan, TaskPlan, probe_image
 from verl_ext.builder.rows import make_row
 from verl_ext.images import content_id
 from verl_ext.sources import item_split
@@ -198,9 +198,10 @@ class Worker:
             "image_scale": round(fitted.scale, 6),
             "prompt_tokens_exact": self.counter.exact,
         }
-        return make_row(
-            task=task.name, puzzle=puzzle, images=fitted.images, image_format=self.plan.image_format, info=info
-        )
+        images = fitted.images
+        if self.plan.control == "grey":
+            images = [Image.new("RGB", image.size, CONTROL_GREY) for image in images]
+        return make_row(task=task.name, puzzle=puzzle, images=images, image_format=self.plan.image_format, info=info)
 
     def pair_up(self, pending: list[Unit], units: list[Unit], errors: list[str]) -> tuple[list[Outcome], list[Unit]]:
         """Pair ``units`` (in order) with each other and with ``pending`` ones of the same task and split.

@@ -95,9 +95,12 @@ def puzzle_content_ids(files: Iterable[str | Path]) -> ContentIds:
 
 
 def benchmark_content_ids(path: str | Path, source: str | None = None, split: str | None = None) -> ContentIds:
-    """Content ids of a benchmark: a puzzle parquet (from extra_info) or a raw benchmark (decoded)."""
+    """Content ids of a benchmark: a puzzle parquet (from extra_info) or a raw benchmark (decoded).
+
+    For ``source="scenes"`` the "path" is the scene settings text (``size=112,val=80``), as a build's ``--input``.
+    """
     path = Path(path)
-    if not path.exists():
+    if source != "scenes" and not path.exists():
         raise FileNotFoundError(f"{path}: no such benchmark file or folder")
     if is_puzzle_parquet(path):
         if split is not None:

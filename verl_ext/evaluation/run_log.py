@@ -8,7 +8,9 @@ verl's ``file`` logger (``trainer.logger`` includes ``file``) appends one JSON l
 * ``curve``: score, format, answered and accuracy per step, and whether the run learned: the mean over the last
   third of the steps against the first third;
 * ``heldout``: validation accuracy (verl's greedy pass over the val split) at every evaluated step, first against
-  last, next to the two bars a learner must beat: chance and always giving the split's most common answer.
+  last, next to the two bars a learner must beat: chance and always giving the split's most common answer. With
+  ``--val-data`` it gives the last figure a 95% Wilson interval over the held-out count and a verdict: *learned*
+  when the interval's lower bound is above the most-common-answer bar.
 
     python -m verl_ext.evaluation.run_log times outputs/demo/metrics.jsonl
     python -m verl_ext.evaluation.run_log curve outputs/demo/metrics.jsonl --min-gain 0.1 --min-format 0.9
@@ -225,18 +227,75 @@ def _main_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a proportion ``successes / n``.
+
+    Unlike the normal approximation it stays inside [0, 1] and keeps a sensible width at 0 or n successes,
+    which is where a held-out score of a few dozen puzzles often sits.
+    """
+    if n <= 0:
+        raise ValueError("an interval needs at least one trial")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class HeldoutVerdict:
+    """The last held-out accuracy of one task against the bars."""
+
+    accuracy: float
+    n: int
+    low: float
+    high: float
+    chance: float
+    majority: float
+
+    @property
+    def learned(self) -> bool:
+        """The interval lies wholly above what always giving the most common answer scores."""
+        return self.low > self.majority
+
+
+def heldout_verdict(accuracy: float, val_parquet: str | Path) -> HeldoutVerdict:
+    """Judge a held-out accuracy measured on the rows of ``val_parquet`` (all of them, one greedy answer each)."""
+    import pyarrow.parquet as pq
+
+    n = pq.read_metadata(val_parquet).num_rows
+    chance, majority = answer_baselines(val_parquet)
+    low, high = wilson_interval(round(accuracy * n), n)
+    return HeldoutVerdict(accuracy, n, low, high, chance, majority)
+
+
 def _main_heldout(args: argparse.Namespace) -> int:
     per_source = validation_series(load_jsonl_scalars(args.metrics), "val-core", "acc")
     if not per_source:
         raise ValueError(f"{args.metrics}: no val-core/<task>/acc/mean@N (did the run validate?)")
-    chance, majority = answer_baselines(args.val_data) if args.val_data else (None, None)
+    if args.expect and not args.val_data:
+        raise ValueError("--expect needs --val-data (the bars come from the val split)")
+    if len(per_source) > 1 and args.val_data:
+        raise ValueError("--val-data judges a single-task run; this log validates several tasks")
+    status = 0
     for source, (steps, values) in per_source.items():
         points = ", ".join(f"step {int(s)}: {v:.3f}" for s, v in zip(steps, values))
         print(f"{source} held-out accuracy: {points}")
         print(f"  first {values[0]:.3f} (step {int(steps[0])}) -> last {values[-1]:.3f} (step {int(steps[-1])})")
-    if chance is not None:
-        print(f"  bars: chance {chance:.3f}; always the most common answer {majority:.3f}")
-    return 0
+        if not args.val_data:
+            continue
+        verdict = heldout_verdict(float(values[-1]), args.val_data)
+        print(f"  bars: chance {verdict.chance:.3f}; always the most common answer {verdict.majority:.3f}")
+        print(
+            f"  last: {verdict.accuracy:.3f} on {verdict.n} held-out puzzles, 95% interval"
+            f" [{verdict.low:.3f}, {verdict.high:.3f}]: "
+            + ("learned (the interval is above the most-common-answer bar)" if verdict.learned else "not learned")
+        )
+        if args.expect == "learned" and not verdict.learned:
+            status = 1
+        if args.expect == "baseline" and verdict.accuracy > verdict.majority + args.margin:
+            print(f"  the control rose above the bar by more than {args.margin}: the answer leaks without pixels")
+            status = 1
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,6 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     held = sub.add_parser("heldout", help="validation accuracy per evaluated step against chance")
     held.add_argument("metrics", type=Path, help="metrics.jsonl of verl's file logger")
     held.add_argument("--val-data", type=Path, help="the val split's parquet, for the chance and constant-answer bars")
+    held.add_argument(
+        "--expect",
+        choices=("learned", "baseline"),
+        help="exit 1 unless the last figure is learned, or (baseline: a control) stays within --margin of the"
+        " most-common-answer bar",
+    )
+    held.add_argument(
+        "--margin", type=float, default=0.05, help="what a control may exceed the bar by (--expect baseline)"
+    )
     held.set_defaults(run=_main_heldout)
     args = parser.parse_args(argv)
     try:

@@ -32,6 +32,8 @@ from verl_ext.sources.decode import DEFAULT_LIMITS, DecodeLimits, ImageSkip, dec
 from verl_ext.sources.demo import iter_demo
 from verl_ext.sources.folder import has_images, iter_folder
 from verl_ext.sources.parquet import image_columns, iter_parquet, parquet_files
+from verl_ext.sources.scenes import SPEC as SCENES_SPEC
+from verl_ext.sources.scenes import SceneSettings, iter_scenes
 from verl_ext.sources.split import carve_split
 from verl_ext.sources.tsv import iter_tsv, split_from_tsv_name
 
@@ -71,6 +73,7 @@ SOURCES: dict[str, SourceSpec] = {
     "demo": SourceSpec(
         "demo", "bundled real photographs (no input needed)", train_split=TRAIN, val_split=VAL, needs_input=False
     ),
+    "scenes": SCENES_SPEC,
 }
 ALIASES = {"coco": "folder", "vstar": "folder", "images": "folder", "mme_realworld": "mme_realworld_lite"}
 
@@ -164,11 +167,19 @@ def _detect_parquet(file: Path) -> str:
 
 
 def resolve_input(source: str | None, input_path: str | Path | None) -> tuple[SourceSpec, Path | None]:
-    """The source spec and input path of a build, with errors a user can act on."""
+    """The source spec and input path of a build, with errors a user can act on.
+
+    For ``scenes`` the "path" is its settings text (``size=112,train=320``), checked here and kept as given.
+    """
     if source is not None and get_source(source).name == "demo":
         return get_source("demo"), None
+    if source is not None and get_source(source).name == "scenes":
+        SceneSettings.parse(input_path)  # a bad setting fails now, with its message
+        return SCENES_SPEC, Path(str(input_path)) if input_path is not None and str(input_path).strip() else None
     if input_path is None:
-        raise ValueError(f"--input is required for source {source or '(auto)'}; only --source demo needs none")
+        raise ValueError(
+            f"--input is required for source {source or '(auto)'}; only --source demo and --source scenes need none"
+        )
     path = Path(input_path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"input path does not exist: {path}")
@@ -179,6 +190,9 @@ def reader_for(spec: SourceSpec, path: Path | None) -> Reader:
     """The reader that walks ``path``; the format follows from the path's layout, the naming from ``spec``."""
     if spec.name == "demo":
         return iter_demo
+    if spec.name == "scenes":
+        settings = SceneSettings.parse(path)
+        return lambda _path, _spec, skips, carve=False, **_: iter_scenes(settings, skips, carve)
     assert path is not None
     layout = input_layout(path)
     if layout.kind == "parquet":

@@ -11,12 +11,16 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from PIL import Image
 
-# A still-encoded image: base64 text (optionally a data URI), raw file bytes, or a path to an image file.
-Payload = str | bytes | Path
+if TYPE_CHECKING:
+    from verl_ext.sources.scenes import SceneRecipe
+
+# A still-encoded image: base64 text (optionally a data URI), raw file bytes, a path to an image file, or the
+# recipe of a procedural scene (drawn on decode).
+Payload = Union[str, bytes, Path, "SceneRecipe"]
 
 # Fractions (left, top, right, bottom) of the decoded picture to keep; None keeps it whole.
 Box = tuple[float, float, float, float]
@@ -50,6 +54,8 @@ class RawItem:
             digest.update(b"path:" + str(self.payload).encode())
         elif isinstance(self.payload, str):
             digest.update(self.payload.encode("ascii", "surrogateescape"))
+        elif hasattr(self.payload, "key"):  # a scene recipe
+            digest.update(self.payload.key())
         else:
             digest.update(self.payload)
         digest.update(repr(self.box).encode())

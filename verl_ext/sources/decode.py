@@ -23,6 +23,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from verl_ext.qwen_vision import MAX_PIXELS
 from verl_ext.sources.base import Box, Payload, RawItem
+from verl_ext.sources.scenes import SceneRecipe, render_scene
 
 # Qwen2.5-VL never looks at more than 16384 tokens of 28x28 pixels per image; larger pictures are reduced to
 # that on decode (for JPEG cheaply, inside the decoder) before anything else touches them.
@@ -138,7 +139,10 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS, notes: Coun
 
 def decode_item(item: RawItem, limits: DecodeLimits = DEFAULT_LIMITS, notes: Counter | None = None) -> Image.Image:
     """Decode one raw source item, including its crop box, into a normalised RGB picture."""
-    image = decode_bytes(payload_bytes(item.payload), limits, notes)
+    if isinstance(item.payload, SceneRecipe):
+        image = _reduce_to(render_scene(item.payload), limits.max_pixels, notes if notes is not None else Counter())
+    else:
+        image = decode_bytes(payload_bytes(item.payload), limits, notes)
     if item.box is not None:
         image = crop_fraction(image, item.box)
         if min(image.size) < limits.min_side:
