@@ -61,6 +61,13 @@ def test_resume_is_automatic_and_checkpoints_hold_what_resuming_needs(base):
     assert set(base.actor_rollout_ref.actor.checkpoint.save_contents) == {"model", "optimizer", "extra"}
 
 
+@pytest.mark.parametrize("name", ["grpo_qwen2_5_vl", "grpo_qwen2_5_vl_7b", "grpo_cpu_tiny"])
+def test_the_rollout_engine_starts_from_the_model_files(name):
+    """verl's default "dummy" start leaves vLLM's load-time buffers (Qwen2.5-VL's on-device pixel normalisation)
+    random, and the weight sync never restores them: the rollout engine would not see the pictures."""
+    assert compose(name).actor_rollout_ref.rollout.load_format == "auto"
+
+
 def test_reward_is_our_compute_score_and_verl_can_load_it(base):
     from verl.utils.import_utils import load_extern_object
 

@@ -98,9 +98,21 @@ use_import_fix_without_gpu() {
 # The CPU runs' starting model, built once into DIR: the tiny Qwen2.5-VL after a 200-step answer-format warm-up
 # (about two thirds of its responses are well formed, most answers are no valid label: something to learn).
 ensure_demo_model() {
+  _ensure_tiny_model "$1" --format-warmup-steps 200
+}
+
+# The learning runs' starting model, built once into DIR: the demo's format warm-up, then 400 steps that teach
+# the label set of each puzzle prompt with answers drawn at random (verl_ext/tiny_model.py, warm_up_answer_choice):
+# valid answers in about equal shares, and no knowledge of which one a picture calls for.
+ensure_learning_model() {
+  _ensure_tiny_model "$1" --format-warmup-steps 200 --choice-warmup-steps 400
+}
+
+_ensure_tiny_model() {
   local dir="$1"
+  shift
   [[ -f "$dir/config.json" ]] && return 0
-  "${PYTHON:-python}" "$REPO_ROOT/scripts/make_tiny_model.py" --out "$dir" --format-warmup-steps 200 2>&1 \
+  "${PYTHON:-python}" "$REPO_ROOT/scripts/make_tiny_model.py" --out "$dir" "$@" 2>&1 \
     | grep -v -i -E "warn|writing model shards" || true
   [[ -f "$dir/config.json" ]] || die "the tiny model was not written to $dir (see the messages above)."
 }

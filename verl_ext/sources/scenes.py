@@ -127,8 +127,9 @@ def iter_scenes(settings: SceneSettings, skips: SkipCounter, carve: bool = False
             yield RawItem(f"scenes/{settings.seed}/{index}", None if carve else split, recipe, meta=meta)
 
 
-# Ground colours (RGB): grass, dry grass, soil, sand, rock.
-_GROUNDS = np.array([(70, 120, 45), (150, 140, 70), (110, 80, 50), (200, 175, 120), (120, 115, 105)], float)
+# Ground colours (RGB): grass, dry grass, soil, sand, rock; all darker than any sky, so brightness and hue
+# agree on which way is up.
+_GROUNDS = np.array([(60, 105, 40), (125, 115, 55), (95, 70, 45), (150, 130, 90), (100, 95, 88)], float)
 # Object colours: red, blue, yellow, white, dark green (trees), brown.
 _OBJECTS = np.array([(190, 50, 40), (50, 70, 170), (220, 190, 40), (225, 225, 220), (30, 90, 40), (120, 70, 40)], float)
 
@@ -145,8 +146,8 @@ def render_scene(recipe: SceneRecipe) -> Image.Image:
     sun_side = 1.0 if sun_x > w / 2 else -1.0
 
     # Sky: deep blue at the top, pale at the horizon, brighter towards the sun.
-    top = np.array([40, 80, 170], float) + rng.uniform(-15, 15, 3)
-    pale = np.array([200, 220, 240], float) + rng.uniform(-15, 10, 3)
+    top = np.array([80, 135, 220], float) + rng.uniform(-15, 15, 3)
+    pale = np.array([205, 222, 245], float) + rng.uniform(-10, 8, 3)
     t = np.clip(ys / horizon, 0, 1)[..., None]
     sky = top * (1 - t) + pale * t
     glow = np.exp(-((xs - sun_x) ** 2 + (ys - sun_y) ** 2) / (2 * (0.25 * w) ** 2))[..., None]
@@ -173,7 +174,7 @@ def render_scene(recipe: SceneRecipe) -> Image.Image:
     haze = np.exp(-depth * 8)[..., None]  # aerial perspective: far ground takes the horizon's colour
     ground = ground * (1 - 0.5 * haze) + pale * 0.5 * haze
     side_light = 1 + 0.08 * sun_side * (xs - w / 2) / w  # the sun's side of the ground is a little brighter
-    ground = ground * side_light[..., None]
+    ground = ground * side_light[..., None] * (1 - 0.35 * np.minimum(depth / 0.6, 1))[..., None]  # darker nearby
     picture = np.where((ys < horizon)[..., None], sky, ground)
 
     # Objects standing on the ground, drawn far to near; each lit from above and casts a shadow away from the sun.
