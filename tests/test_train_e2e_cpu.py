@@ -147,6 +147,18 @@ def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, fl
     assert max(values["critic/score/max"] for values in metrics.values()) > 0
 
 
+def test_the_rollout_engine_and_the_actor_are_one_policy(metrics: dict[int, dict[str, float]]) -> None:
+    """vLLM's probability of every sampled token equals the actor's (both float32, same weights, same pictures).
+
+    This fails when the two see different pictures or weights: with verl's dummy-weight start, vLLM's pixel
+    normalisation buffer stayed random, and the rollout engine saw noise where the actor saw the picture
+    (rollout_corr/kl 0.17-0.34 and probability gaps up to 0.99 per token, against 0.0 and 0.003 after the fix).
+    """
+    for step, values in metrics.items():
+        assert values["rollout_corr/kl"] < 0.01, f"step {step}: rollout/actor KL {values['rollout_corr/kl']}"
+        assert values["training/rollout_probs_diff_max"] < 0.05, f"step {step}: {values}"
+
+
 def test_training_metrics_are_split_per_task(metrics: dict[int, dict[str, float]]) -> None:
     # verl_ext.task_metrics.TaskMetricsReplayBuffer, enabled by the configs.
     for step, values in metrics.items():
