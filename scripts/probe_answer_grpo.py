@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             pictures = [Image.open(io.BytesIO(image["bytes"])).convert("RGB") for image in row["images"]]
             if args.grey:
                 pictures = [Image.new("RGB", picture.size, (128, 128, 128)) for picture in pictures]
-            rows.append((chat_prompt(processor, row["prompt"]), pictures, first_token(row["reward_model"]["ground_truth"])))
+            truth = first_token(row["reward_model"]["ground_truth"])
+            rows.append((chat_prompt(processor, row["prompt"]), pictures, truth))
         return rows
 
     train, val = load("train_split"), load("val_split")
