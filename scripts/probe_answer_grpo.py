@@ -24,21 +24,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
 
 PREFIX = "<think> Let me look at the picture. </think> <answer>"
 
 
 def chat_prompt(processor, prompt_cell) -> str:
-    """verl's prompt cell (text with ``<image>`` placeholders) rendered with the model's chat template."""
-    messages = []
-    for message in prompt_cell:
-        content = []
-        for index, text in enumerate(str(message["content"]).split("<image>")):
-            if index:
-                content.append({"type": "image"})
-            if text:
-                content.append({"type": "text", "text": text})
-        messages.append({"role": message["role"], "content": content})
+    """verl's prompt cell rendered with the model's chat template, followed by the fixed thought."""
+    messages = chat_messages(list(prompt_cell))
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + PREFIX
 
 

@@ -428,12 +428,17 @@ def _warmup_batches(processor, rng) -> list[tuple[dict[str, Any], Any]]:
             texts.append(prompt + reply)
             images.extend(pictures)
             reply_lengths.append(len(tokenizer(reply).input_ids))
-        encoded = processor(text=texts, images=images, return_tensors="pt", padding=True)  # left padding
-        labels = encoded["input_ids"].clone()
-        for row, length in enumerate(reply_lengths):
-            labels[row, :-length] = -100
-        batches.append((dict(encoded), labels))
+        batches.append(_encode_replies(processor, texts, images, reply_lengths))
     return batches
+
+
+def _encode_replies(processor, texts: list[str], images: list[Any], reply_lengths: list[int]):
+    """One left-padded batch of prompt + reply texts whose labels are the replies' tokens only."""
+    encoded = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    labels = encoded["input_ids"].clone()
+    for row, length in enumerate(reply_lengths):
+        labels[row, :-length] = -100
+    return dict(encoded), labels
 
 
 def _fit(model, batches: list[tuple[dict[str, Any], Any]], steps: int, lr: float, seed: int) -> list[float]:
@@ -530,11 +535,8 @@ def _choice_batches(processor, rng) -> list[tuple[dict[str, Any], Any]]:
             for e in exchanges
         ]
         images = [image for e in exchanges for image in e.images]
-        encoded = processor(text=texts, images=images, return_tensors="pt", padding=True)  # left padding
-        labels = encoded["input_ids"].clone()
-        for row, exchange in enumerate(exchanges):
-            labels[row, : -len(processor.tokenizer(exchange.reply).input_ids)] = -100
-        batches.append((dict(encoded), labels))
+        lengths = [len(processor.tokenizer(e.reply).input_ids) for e in exchanges]
+        batches.append(_encode_replies(processor, texts, images, lengths))
     return batches
 
 
