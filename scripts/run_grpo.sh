@@ -214,10 +214,11 @@ main() {
   cluster=()
   [[ -n "${N_GPUS_PER_NODE:-}" ]] && cluster+=(--cluster "trainer.n_gpus_per_node=$N_GPUS_PER_NODE")
   [[ -n "$NNODES" ]] && cluster+=(--cluster "trainer.nnodes=$NNODES")
-  smoke_flag=()
-  [[ "$SMOKE" == 1 ]] && smoke_flag=(--smoke)
+  preflight_flags=()
+  [[ "$SMOKE" == 1 ]] && preflight_flags=(--smoke)
+  hydra_print_only "$@" && preflight_flags+=(--print-only)
   chosen="$(preflight settings "$CONFIG_DIR" "$CONFIG" --device "$DEVICE" --train-files "$train_override" \
-    ${cluster[@]+"${cluster[@]}"} ${smoke_flag[@]+"${smoke_flag[@]}"} -- \
+    ${cluster[@]+"${cluster[@]}"} ${preflight_flags[@]+"${preflight_flags[@]}"} -- \
     ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} ${online_args[@]+"${online_args[@]}"} "$@")" || exit 1
   mapfile -t settings < <(printf '%s' "$chosen" | sed '/^$/d')
 
@@ -252,7 +253,10 @@ main() {
   overrides+=(${settings[@]+"${settings[@]}"} ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"})
   overrides+=(${online_args[@]+"${online_args[@]}"})
 
-  cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}" "$@")
+  # Hydra reads its flags (--cfg job, ...) only after every override: the user's flags go last, wherever written.
+  hydra_split_args "$@"
+  cmd=("$PYTHON" -m verl.trainer.main_ppo --config-dir="$CONFIG_DIR" --config-name="$CONFIG" "${overrides[@]}"
+    ${HYDRA_OVERRIDES[@]+"${HYDRA_OVERRIDES[@]}"})
   # --foreground keeps verl in this script's process group: Ctrl-C, or a kill of the group, reaches it (without
   # it, timeout moves itself and verl into a group of their own, which goes on training after the script is gone).
   [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --foreground --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
@@ -260,10 +264,10 @@ main() {
 
   if hydra_print_only "$@"; then
     [[ "$DEVICE" == cpu ]] || use_import_fix_without_gpu  # verl's config imports torchvision
-    exec "${cmd[@]}"
+    exec "${cmd[@]}" "${HYDRA_FLAGS[@]}"
   fi
   if [[ "${DRY_RUN:-0}" == 1 ]]; then
-    printf '%q ' "${cmd[@]}"
+    printf '%q ' "${cmd[@]}" ${HYDRA_FLAGS[@]+"${HYDRA_FLAGS[@]}"}
     printf '\n'
     exit 0
   fi
@@ -272,6 +276,7 @@ main() {
   log="$SAVE_DIR/train_$stamp.log"
   # Hydra's own record of the run (composed config, overrides), next to its checkpoints rather than in ./outputs.
   [[ -n "$(hydra_override_value hydra.run.dir "$@")" ]] || cmd+=("hydra.run.dir=$SAVE_DIR/hydra/$stamp")
+  cmd+=(${HYDRA_FLAGS[@]+"${HYDRA_FLAGS[@]}"})
   info "config $CONFIG, model $MODEL_PATH"
   info "checkpoints: $SAVE_DIR   TensorBoard: $TENSORBOARD_DIR   log: $log"
   "${cmd[@]}" 2>&1 | tee "$log"

@@ -250,3 +250,25 @@ def test_start_up_hook_patches_the_qwen_patch_embedding() -> None:
         boot_hook=False,
     )
     assert out.strip() == "False"  # GPU processes (no start-up hook) keep transformers' own forward
+
+
+def test_the_reference_model_can_be_offloaded_without_an_accelerator() -> None:
+    # verl shards a forward-only model (the KL loss's reference) with CPUOffloadPolicy(pin_memory=True); pinning
+    # needs an accelerator. Under the start-up hook verl's engine module gets a policy that does not pin, and
+    # FSDP2 shards and runs a module with it on a CPU-only gloo group.
+    out = run_python(
+        """
+        import os, torch, torch.distributed as dist
+        from torch.distributed.fsdp import fully_shard
+        from verl.workers.engine.fsdp import transformer_impl
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29531")
+        dist.init_process_group("gloo", rank=0, world_size=1)
+        policy = transformer_impl.CPUOffloadPolicy(pin_memory=True)  # what verl asks for
+        module = torch.nn.Linear(4, 2)
+        fully_shard(module, offload_policy=policy)
+        print(policy.pin_memory, tuple(module(torch.ones(3, 4)).shape))
+        dist.destroy_process_group()
+        """,
+        boot_hook=True,
+    )
+    assert out.strip() == "False (3, 2)"

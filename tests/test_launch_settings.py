@@ -247,11 +247,11 @@ def test_smoke_settings_the_user_overrides_win(setup):
 def test_rules_never_change_a_key_the_user_set():
     config = compose("grpo_qwen2_5_vl_7b", ["trainer.n_gpus_per_node=1"])
     explicit = {settings.MAX_MODEL_LEN_KEY, *settings.ACTOR_OFFLOAD_KEYS, settings.RAY_ADDRESS_KEY}
-    decided = settings.decide(config, explicit, device="gpu", flash_attn_installed=True, train_rows=None)
+    decided = settings.decide(config, explicit, device="gpu", flash_attn_installed=True)
     keys = {settings.override_key(o) for d in decided for o in d.overrides}
     assert keys == {settings.TP_KEY}
     with pytest.raises(PreflightError, match="does not divide"):
-        settings.decide(config, {settings.TP_KEY}, device="gpu", flash_attn_installed=True, train_rows=None)
+        settings.decide(config, {settings.TP_KEY}, device="gpu", flash_attn_installed=True)
 
 
 def test_a_local_run_gets_a_ray_of_its_own():

@@ -175,6 +175,29 @@ def test_cfg_job_prints_the_composed_config_without_a_gpu(setup):
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR == str(tmp_path / "ckpt" / "tensorboard")
 
 
+def test_cfg_job_may_come_before_the_overrides(setup):
+    # Hydra's argparse takes overrides only before its flags; the launcher moves the flags last.
+    _, env = setup
+    result = run(["rotation", "mmbench", "--cfg", "job", "trainer.total_training_steps=1", "-c", "job"], env)
+    assert result.returncode == 0, result.stderr
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create(result.stdout[result.stdout.index("actor_rollout_ref:") :])
+    assert config.trainer.total_training_steps == 1
+
+
+def test_cfg_job_prints_a_config_a_launch_refuses_and_warns_why(setup):
+    tmp_path, env = setup
+    write_dataset(tmp_path / "data", rows={"test": 40, "dev": 3})
+    printed = run(["rotation", "mmbench", "--cfg", "job"], env)
+    assert printed.returncode == 0, printed.stderr
+    assert "actor_rollout_ref:" in printed.stdout
+    refusal = "the training split has 40 puzzles but data.train_batch_size is 512"
+    assert f"WARNING: a launch with this config would stop here: {refusal}" in printed.stderr
+    launched = run(["rotation", "mmbench"], {**env, "DRY_RUN": "1"}, gpus=8, tmp_path=tmp_path)
+    assert launched.returncode == 1 and refusal in launched.stderr and "WARNING: a launch" not in launched.stderr
+
+
 def test_command_uses_our_config_all_gpus_and_passes_overrides_last(setup):
     tmp_path, env = setup
     command, _ = dry_run(

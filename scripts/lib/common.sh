@@ -39,6 +39,32 @@ hydra_print_only() {
   return 1
 }
 
+# Hydra's command line is argparse: its overrides are one positional list, so an override written after a flag
+# (`--cfg job trainer.total_training_steps=1`) is "unrecognized". This splits the user's arguments into
+# HYDRA_OVERRIDES and HYDRA_FLAGS (each flag with its value), so the launcher can pass the flags last, in any order
+# the user wrote them. Flags that take a value: --cfg/-c, --package/-p, --config-path/-cp, --config-name/-cn,
+# --config-dir/-cd, --experimental-rerun; --info/-i takes one only if it is one of Hydra's info topics.
+hydra_split_args() {
+  HYDRA_OVERRIDES=()
+  HYDRA_FLAGS=()
+  while (($#)); do
+    case "$1" in
+      --cfg | -c | --package | -p | --config-path | -cp | --config-name | -cn | --config-dir | -cd | \
+        --experimental-rerun)
+        HYDRA_FLAGS+=("$1")
+        (($# > 1)) && { HYDRA_FLAGS+=("$2"); shift; }
+        ;;
+      --info | -i)
+        HYDRA_FLAGS+=("$1")
+        case "${2:-}" in all | config | defaults | defaults-tree | plugins | searchpath) HYDRA_FLAGS+=("$2"); shift ;; esac
+        ;;
+      -*) HYDRA_FLAGS+=("$1") ;;
+      *) HYDRA_OVERRIDES+=("$1") ;;
+    esac
+    shift
+  done
+}
+
 # Value of KEY=... among Hydra overrides (with or without a leading + or ++), or nothing.
 hydra_override_value() {
   local key="$1" arg

@@ -7,7 +7,9 @@ place that sees every import in a process, so the fixes are attached to module n
 * before ``torchvision`` is imported: :func:`verl_ext.cpu.torchvision_fix.ensure_torchvision_importable`;
 * after ``vllm.model_executor.layers.utils`` is imported: :func:`verl_ext.cpu.vllm_patches.patch_cpu_linear`;
 * after transformers' Qwen2.5-VL modelling module is imported:
-  :func:`verl_ext.cpu.patch_embed.patch_qwen2_5_vl_patch_embed` (the vision patch embedding as one GEMM).
+  :func:`verl_ext.cpu.patch_embed.patch_qwen2_5_vl_patch_embed` (the vision patch embedding as one GEMM);
+* after verl's FSDP engine module is imported: :func:`verl_ext.cpu.reference_offload.unpin_reference_offload`
+  (the reference model's offload without pinned memory, so the KL loss runs on CPU).
 
 When ``VERL_EXT_PAUSE_AT`` is set (crash tests), the pause point it names is attached the same way
 (:mod:`verl_ext.cpu.pause_points`).
@@ -45,10 +47,17 @@ def _after_qwen2_5_vl_modeling(module: ModuleType) -> None:
     patch_qwen2_5_vl_patch_embed(module)
 
 
+def _after_verl_fsdp_engine(module: ModuleType) -> None:
+    from verl_ext.cpu.reference_offload import unpin_reference_offload
+
+    unpin_reference_offload(module)
+
+
 BEFORE_IMPORT: dict[str, Callable[[], None]] = {"torchvision": _before_torchvision}
 AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
     "vllm.model_executor.layers.utils": _after_vllm_layer_utils,
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl": _after_qwen2_5_vl_modeling,
+    "verl.workers.engine.fsdp.transformer_impl": _after_verl_fsdp_engine,
 }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from verl_ext.launch.errors import PreflightError
@@ -194,11 +195,13 @@ def launch_settings(
     train_files: list[Path],
     cluster: list[str],
     smoke: bool,
+    print_only: bool = False,
 ) -> list[str]:
     """The overrides the launcher adds between its own (``cluster``: GPUs per node, nodes) and the user's.
 
     First the smoke settings (when asked), then the decisions of :mod:`verl_ext.launch.settings`. Keys the user
-    set are never changed. Raises PreflightError when a rule or verl's own validation refuses the configuration.
+    set are never changed. Raises PreflightError when a rule or verl's own validation refuses the configuration;
+    with ``print_only`` (the user passed ``--cfg``) the data and batch refusals are printed as warnings instead.
     """
     import importlib.util
     import os
@@ -220,12 +223,15 @@ def launch_settings(
         added = [o for o in settings.smoke_overrides(world) if settings.override_key(o) not in explicit]
         print("smoke run: one step, small batch, short responses, no validation, no checkpoint", file=sys.stderr)
     config = compose(config_dir, config_name, [*fixed, *added, *user_overrides])
+    if train_files and not online:
+        refuse_or_warn(
+            lambda: settings.batch_fits_data(config, sum(parquet_rows(path) for path in train_files)), print_only
+        )
     decisions = settings.decide(
         config,
         explicit,
         device=device,
         flash_attn_installed=importlib.util.find_spec("flash_attn") is not None,
-        train_rows=sum(parquet_rows(path) for path in train_files) if train_files and not online else None,
         ray_address=os.environ.get("RAY_ADDRESS") or None,
     )
     for decision in decisions:
@@ -233,9 +239,20 @@ def launch_settings(
         print(f"setting {' '.join(decision.overrides)}: {decision.reason}", file=sys.stderr)
     if decisions:  # otherwise the config composed above is already the final one
         config = compose(config_dir, config_name, [*fixed, *added, *user_overrides])
-    settings.validate_with_verl(config)
-    check_rows(config)
+    refuse_or_warn(lambda: settings.validate_with_verl(config), print_only)
+    refuse_or_warn(lambda: check_rows(config), print_only)
     return added
+
+
+def refuse_or_warn(check: Callable[[], None], print_only: bool) -> None:
+    """Run a check that raises PreflightError. When the user only prints the config (``--cfg job``), a refusal
+    is a warning: they asked to read the config, not to run it, and a real launch with it still refuses."""
+    try:
+        check()
+    except PreflightError as error:
+        if not print_only:
+            raise
+        print(f"WARNING: a launch with this config would stop here: {error}", file=sys.stderr)
 
 
 def _config_files(value) -> list[Path]:
@@ -315,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     decide.add_argument("--device", choices=("gpu", "cpu"), required=True)
     decide.add_argument("--train-files", default="", help="Hydra list of the training parquet files")
     decide.add_argument("--smoke", action="store_true")
+    decide.add_argument("--print-only", action="store_true", help="the config is only printed: refusals warn")
     decide.add_argument("--cluster", action="append", default=[], help="the launcher's trainer.* overrides")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the user's Hydra overrides, flags such as --cfg included (argparse's subparsers
@@ -344,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_files=parse_hydra_list(args.train_files),
                 cluster=args.cluster,
                 smoke=args.smoke,
+                print_only=args.print_only,
             )
             print("\n".join(added))
         else:

@@ -319,12 +319,9 @@ def decide(
     *,
     device: str,
     flash_attn_installed: bool,
-    train_rows: int | None,
     ray_address: str | None = None,
 ) -> list[Decision]:
     """Every rule above, in order, for a config composed with the user's overrides (and the smoke ones)."""
-    if train_rows is not None:
-        batch_fits_data(config, train_rows)
     decisions = []
     if device == "gpu":
         decisions += attention(config, explicit, flash_attn_installed)
