@@ -291,7 +291,7 @@ def test_killed_build_leaves_no_parquet_and_rerun_completes(tmp_path: Path) -> N
     assert not list(out.glob("*.parquet")) and not (out / "manifest.json").exists()
     assert list(out.glob(".*.tmp-*")), "the killed build had started writing"
     build(config(tmp_path, task="rotation", limit=3))
-    assert _outputs(out) == ["manifest.json", "train.parquet", "val.parquet"]
+    assert _outputs(out) == ["README.md", "manifest.json", "train.parquet", "val.parquet"]
 
 
 def test_failing_build_keeps_the_previous_complete_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -487,4 +487,4 @@ def test_rerun_replaces_stale_splits(tmp_path: Path) -> None:
     build(config(tmp_path, limit=2))
     write_mmbench_tsv(tmp_path / "MMBench_DEV_EN.tsv")
     build(replace(config(tmp_path, limit=2), source=None, input=tmp_path / "MMBench_DEV_EN.tsv"))
-    assert _outputs(tmp_path / "out") == ["dev.parquet", "manifest.json"]
+    assert _outputs(tmp_path / "out") == ["README.md", "dev.parquet", "manifest.json"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_ext import __version__
+from verl_ext.builder.hub import CARD, dataset_card
 from verl_ext.builder.plan import BuildConfig, BuildPlan, make_plan
 from verl_ext.builder.worker import ChunkResult, Outcome, Worker, init_worker, run_chunk
 from verl_ext.builder.writer import (
@@ -27,6 +28,7 @@ from verl_ext.builder.writer import (
     remove_stale_temporaries,
     split_file,
     write_json_atomic,
+    write_text_atomic,
 )
 from verl_ext.folder_lock import FolderLock
 from verl_ext.sources import RawDeduper, RawItem, SkipCounter, iter_raw, resolve_input
@@ -87,6 +89,8 @@ def _build_locked(
     for split in previous_splits:
         if split_file(output, split) not in written:
             split_file(output, split).unlink(missing_ok=True)
+    # The dataset card first: a folder whose manifest exists always has the card of that build.
+    write_text_atomic(output / CARD, dataset_card(manifest, output))
     write_json_atomic(output / MANIFEST, manifest)
     _print_summary(manifest, output, state.errors)
     return manifest

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from verl_ext.builder.hub import with_hub_features
 from verl_ext.builder.rows import SCHEMA
 
 MANIFEST = "manifest.json"
@@ -31,6 +32,8 @@ _COMPRESSION = {
     "reward_model.ground_truth": "ZSTD",
 }
 _ROWS_PER_GROUP = 64
+# The rows' schema, carrying the datasets features that make `images` load as pictures (verl_ext/builder/hub.py).
+_FILE_SCHEMA = with_hub_features(SCHEMA)
 
 
 def split_file(output: Path, split: str) -> Path:
@@ -63,12 +66,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     _fsync_file(tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 class SplitWriter:
@@ -98,9 +105,9 @@ class SplitWriter:
             tmp = self.output / f".{split}.parquet{_TMP_MARK}{os.getpid()}"
             self._temps[split] = tmp
             self._writers[split] = pq.ParquetWriter(
-                tmp, SCHEMA, compression=_COMPRESSION, use_dictionary=["data_source", "ability", "prompt"]
+                tmp, _FILE_SCHEMA, compression=_COMPRESSION, use_dictionary=["data_source", "ability", "prompt"]
             )
-        self._writers[split].write_table(pa.Table.from_pylist(buffer, schema=SCHEMA))
+        self._writers[split].write_table(pa.Table.from_pylist(buffer, schema=_FILE_SCHEMA))
         buffer.clear()
 
     def commit(self) -> dict[str, Path]:

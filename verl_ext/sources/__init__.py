@@ -29,6 +29,7 @@ from verl_ext.sources.base import (
     SourceSpec,
 )
 from verl_ext.sources.decode import DEFAULT_LIMITS, DecodeLimits, ImageSkip, decode_item
+from verl_ext.sources.demo import attribution as demo_attribution
 from verl_ext.sources.demo import iter_demo
 from verl_ext.sources.folder import has_images, iter_folder
 from verl_ext.sources.parquet import image_columns, iter_parquet, parquet_files
@@ -71,7 +72,15 @@ SOURCES: dict[str, SourceSpec] = {
     "tsv": SourceSpec("tsv", "any VLMEvalKit-style TSV with an image column"),
     "parquet": SourceSpec("parquet", "any parquet file or folder with an image column"),
     "demo": SourceSpec(
-        "demo", "bundled real photographs (no input needed)", train_split=TRAIN, val_split=VAL, needs_input=False
+        "demo",
+        "bundled real photographs (no input needed)",
+        train_split=TRAIN,
+        val_split=VAL,
+        needs_input=False,
+        licence="cc-by-4.0",
+        licence_note="The photographs are CC-BY-4.0, CC0-1.0 or public domain (below); CC-BY-4.0 asks that copies "
+        "of these pictures, and puzzles made from them, name their authors: keep the table with the data.",
+        attribution=demo_attribution,
     ),
     "scenes": SCENES_SPEC,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
@@ -95,6 +96,15 @@ class SourceSpec:
     val_split: str | None = None
     circular: bool = False
     needs_input: bool = True
+    # What a dataset card (verl_ext.builder.hub) says of the pictures: the Hub's licence id for puzzles made from
+    # them, a sentence on their terms, and, where a licence asks for it, the attribution rows (picture, author,
+    # licence).
+    licence: str = "other"
+    licence_note: str = (
+        "The pictures keep the licence and terms of use of the dataset they come from; check those before "
+        "publishing puzzles made from them."
+    )
+    attribution: Callable[[], list[tuple[str, str, str]]] | None = None
 
 
 MMBENCH_CIRCULAR = 1_000_000

@@ -58,6 +58,14 @@ def package_photos() -> list[dict[str, str | Path]]:
     return found
 
 
+def attribution() -> list[tuple[str, str, str]]:
+    """Picture, author and licence of every demo photograph (CC-BY-4.0 asks that puzzles made from them say so)."""
+    rows = [
+        (f"verl_ext/demo_images/{p['file']} (and its quadrants)", p["author"], p["license"]) for p in bundled_photos()
+    ]
+    return rows + [(str(p["origin"]), str(p["author"]), str(p["license"])) for p in package_photos()]
+
+
 def iter_demo(path: Path | None, spec: SourceSpec, skips: SkipCounter, carve: bool = False) -> Iterator[RawItem]:
     """The demo pictures: bundled photographs and their quadrants (train/val by photograph), then package photos."""
     for photo in bundled_photos():
