@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""PNG plots of a training run: reward, per-task accuracy/partial credit/format rate, response length, KL,
-validation accuracy, and with the adaptive curriculum its hardest open level and level mix per task.
+"""PNG plots of a training run: reward, per-task accuracy/partial credit/format rate, flat groups, response length
+and the share cut off, entropy, PPO clip fraction, KL, validation accuracy, and with the adaptive curriculum its
+hardest open level and level mix per task. Prints the training-health warnings of the run (verl_ext/health.py).
 
     python scripts/plot_run.py LOGDIR --out DIR [--smooth 0.6]
 

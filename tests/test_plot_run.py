@@ -30,6 +30,8 @@ def write_run(logdir, steps=range(1, 31), with_tasks=True, with_val=True, start_
             "response_length/clip_ratio": 0.1 * (1 - t),
             "actor/kl_loss": 0.001 * step,
             "actor/pg_loss": -0.1,
+            "actor/entropy": 0.4 - 0.2 * t,
+            "actor/pg_clipfrac": 0.02,
         }
         if with_tasks:
             for i, ds in enumerate(TASKS):
@@ -88,6 +90,8 @@ def test_plot_run_writes_readable_pngs(tmp_path):
         "flat_groups_per_task.png",
         "response_length.png",
         "response_clip_ratio.png",
+        "entropy.png",
+        "pg_clipfrac.png",
         "kl.png",
         "validation_accuracy.png",
         "validation_format.png",

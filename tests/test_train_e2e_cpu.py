@@ -159,6 +159,16 @@ def test_the_rollout_engine_and_the_actor_are_one_policy(metrics: dict[int, dict
         assert values["training/rollout_probs_diff_max"] < 0.05, f"step {step}: {values}"
 
 
+def test_the_training_health_figures_are_logged_every_step(metrics: dict[int, dict[str, float]]) -> None:
+    # verl_ext.task_metrics feeds verl_ext.health.HealthMonitor from the rollout's responses and log-probabilities.
+    for step, values in metrics.items():
+        assert values["train/health/response_length"] == pytest.approx(values["response_length/mean"], rel=1e-4)
+        assert values["train/health/clipped_share"] == pytest.approx(values["response_length/clip_ratio"], abs=1e-6)
+        # The sampled tokens' mean surprisal estimates the per-token entropy the actor computes (one policy).
+        entropy, sampled = values["actor/entropy"], values["train/health/sampled_entropy"]
+        assert sampled > 0 and abs(sampled - entropy) < 0.5 * entropy + 0.05, f"step {step}: {sampled} vs {entropy}"
+
+
 def test_training_metrics_are_split_per_task(metrics: dict[int, dict[str, float]]) -> None:
     # verl_ext.task_metrics.TaskMetricsReplayBuffer, enabled by the configs.
     for step, values in metrics.items():

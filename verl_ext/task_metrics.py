@@ -17,6 +17,16 @@ in the sampled batch::
     train/<data_source>/filtered_groups    with group filtering on: groups dropped (and replaced) this step
     train/<data_source>/responses_total    number of responses behind the figures
 
+and, with ``sampler_kwargs.health.enable`` (on in the project's configs), the training-health figures of the
+step's responses, which :class:`verl_ext.health.HealthMonitor` watches to print a warning when the run stops
+learning (entropy or response length collapsing, responses cut off, flat groups near 1)::
+
+    train/health/sampled_entropy           mean over response tokens of -log p(token) under the rollout policy
+                                           (the sampled tokens' surprisal: an unbiased estimate of the
+                                           per-token entropy, from the log-probabilities vLLM returns)
+    train/health/response_length           mean response length in tokens
+    train/health/clipped_share             share of responses at data.max_response_length
+
 Enable it (sync trainer, the default ``trainer.v1.trainer_mode=sync``)::
 
     trainer.v1.sampler.custom_sampler.path=pkg://verl_ext.task_metrics
@@ -47,7 +57,9 @@ from typing import Any
 
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
+from verl_ext import health
 from verl_ext.curriculum import curriculum_config
+from verl_ext.health import HealthMonitor, Thresholds
 from verl_ext.online.controller import CurriculumController
 from verl_ext.online.state import Group, parse_level
 from verl_ext.reward import finite_number
@@ -200,6 +212,8 @@ class _TaskMetricsMixin:
         self._counted: set[str] = set()
         self._curriculum = _controller(sampler_kwargs)
         self._flat_curriculum_groups: list[Group] = []  # filtered flat groups since sample()
+        self._health, self._max_response_length = _health_monitor(sampler_kwargs)
+        self._health_failed = False
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[Any, dict]:
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
@@ -212,6 +226,8 @@ class _TaskMetricsMixin:
                     metrics[f"{METRIC_PREFIX}/{source}/flat_groups"] = flat / total
                     metrics[f"{METRIC_PREFIX}/{source}/filtered_groups"] = float(flat)
                 self._generated.clear()
+            if self._health is not None:
+                metrics.update(self._watch_health(global_steps, batch, metrics))
             if self._curriculum is not None:
                 # Not guarded like the metrics: a curriculum that silently stopped would train on wrong levels.
                 groups += self._flat_curriculum_groups
@@ -287,6 +303,60 @@ class _TaskMetricsMixin:
                 self._metrics_failed = True
                 logger.warning("per-task training metrics unavailable: %r", error)
             return {}, []
+
+    def _watch_health(self, step: int, batch: Any, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The step's health figures; prints the warnings that start at this step."""
+        import transfer_queue as tq
+
+        try:
+            data = tq.kv_batch_get(
+                keys=batch.keys, partition_id=batch.partition_id, select_fields=["responses", "rollout_log_probs"]
+            )
+            figures = response_health(
+                data["responses"].offsets().diff(), data["rollout_log_probs"].values(), self._max_response_length
+            )
+        except Exception as error:  # noqa: BLE001 - a metric must never stop training
+            if not self._health_failed:
+                self._health_failed = True
+                logger.warning("training-health figures unavailable: %r", error)
+            figures = {}
+        observed = {health.ENTROPY: figures.get("sampled_entropy"), health.LENGTH: figures.get("response_length")}
+        observed[health.CLIPPED] = figures.get("clipped_share")
+        for name, value in metrics.items():
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == METRIC_PREFIX and parts[2] == "flat_groups":
+                observed[health.FLAT_PREFIX + parts[1]] = value
+        for warning in self._health.observe(step, {k: v for k, v in observed.items() if v is not None}):
+            logger.warning("training health: %s", warning)
+            print(f"WARNING training health: {warning}", flush=True)  # the run's console and log file
+        return {f"{METRIC_PREFIX}/health/{name}": value for name, value in figures.items()}
+
+
+def response_health(lengths: Any, log_probs: Any, max_response_length: int | None) -> dict[str, float]:
+    """Health figures of a batch of responses: their lengths and the concatenated log-probabilities the rollout
+    gave the tokens it sampled (see the module docstring)."""
+    import torch
+
+    lengths = torch.as_tensor(lengths, dtype=torch.float64)
+    log_probs = torch.as_tensor(log_probs, dtype=torch.float64).reshape(-1)
+    if lengths.numel() == 0:
+        return {}
+    figures = {"response_length": float(lengths.mean())}
+    if log_probs.numel():
+        figures["sampled_entropy"] = float(-log_probs.mean())
+    if max_response_length:
+        figures["clipped_share"] = float((lengths >= max_response_length).double().mean())
+    return figures
+
+
+def _health_monitor(sampler_kwargs: Mapping[str, Any] | None) -> tuple[HealthMonitor | None, int | None]:
+    """The health monitor the configs ask for through ``sampler_kwargs.health`` (None when it is off)."""
+    settings = _setting(sampler_kwargs, "health")
+    if settings is None or not bool(_setting(settings, "enable", False)):
+        return None, None
+    thresholds = Thresholds.from_settings(dict(settings.items()))
+    longest = _setting(settings, "max_response_length")
+    return HealthMonitor(thresholds), int(longest) if longest else None
 
 
 def _controller(sampler_kwargs: Mapping[str, Any] | None) -> CurriculumController | None:

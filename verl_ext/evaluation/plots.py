@@ -7,6 +7,8 @@ verl's TensorBoard logger writes every metric with ``add_scalar(name, value, ste
 * accuracy / partial credit / format rate / valid answers / flat groups per task:
   ``train/<data_source>/{acc,partial,format,answered,flat_groups}``
 * response length: ``response_length/mean`` (band min…max) and ``response_length/clip_ratio``
+* entropy: ``actor/entropy`` (and ``train/health/sampled_entropy``); PPO clip fraction: ``actor/pg_clipfrac``
+  (and ``actor/pg_clipfrac_lower``)
 * KL: ``actor/kl_loss`` (and ``actor/ppo_kl`` when logged)
 * validation: ``val-core/<data_source>/acc/mean@N`` and ``val-aux/<data_source>/format/mean@N``
 * adaptive curriculum (online puzzles, :mod:`verl_ext.online.controller`): ``train/curriculum/<task>/frontier``
@@ -14,7 +16,8 @@ verl's TensorBoard logger writes every metric with ``add_scalar(name, value, ste
   level and the controller's solve-rate estimate of each level
 
 A series that is not in the log is skipped and noted (``plots.json`` lists what was drawn and what was not).
-Training curves are drawn raw (faint) and smoothed with an exponential moving average.
+Training curves are drawn raw (faint) and smoothed with an exponential moving average. The run's health is
+checked as it was while it trained (:mod:`verl_ext.health`) and its warnings printed and kept in ``plots.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from verl_ext.evaluation.run_log import Series, load_jsonl_scalars, validation_series  # noqa: E402
+from verl_ext.health import check_logged_run  # noqa: E402
 
 ALL_TASKS = "all tasks"
 
@@ -170,6 +174,22 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
         clip.missing.append("response_length/clip_ratio")
     panels.append(clip)
 
+    entropy = Panel("entropy", "Token entropy of the policy (a collapse warns)", "nats per token")
+    for tag, label in (("actor/entropy", "actor"), ("train/health/sampled_entropy", "rollout (sampled tokens)")):
+        if tag in scalars:
+            entropy.lines[label] = scalars[tag]
+    if entropy.empty:
+        entropy.missing.append("actor/entropy")
+    panels.append(entropy)
+
+    clipfrac = Panel("pg_clipfrac", "PPO clip fraction (tokens whose ratio was clipped)", "tokens (%)", percent=True)
+    for tag, label in (("actor/pg_clipfrac", "upper/any"), ("actor/pg_clipfrac_lower", "lower (dual clip)")):
+        if tag in scalars:
+            clipfrac.lines[label] = scalars[tag]
+    if clipfrac.empty:
+        clipfrac.missing.append("actor/pg_clipfrac")
+    panels.append(clipfrac)
+
     kl = Panel("kl", "KL to the reference policy", "KL")
     for tag, label in (("actor/kl_loss", "kl_loss"), ("actor/ppo_kl", "ppo_kl (old vs new policy)")):
         if tag in scalars:
@@ -294,7 +314,14 @@ def plot_run(logdir: str | Path, out_dir: str | Path, smoothing: float = 0.6) ->
         fig.savefig(out_dir / "overview.png")
         plt.close(fig)
         written.append("overview.png")
-    manifest = {"logdir": str(logdir), "series": len(scalars), "written": written, "skipped": skipped}
+    warnings = check_logged_run(scalars)
+    manifest = {
+        "logdir": str(logdir),
+        "series": len(scalars),
+        "written": written,
+        "skipped": skipped,
+        "health_warnings": warnings,
+    }
     (out_dir / "plots.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -320,4 +347,8 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
         echo(f"  {name}")
     for name, why in manifest["skipped"].items():
         echo(f"  skipped {name}: {why}")
+    for warning in manifest["health_warnings"]:
+        echo(f"WARNING training health: {warning}")
+    if not manifest["health_warnings"]:
+        echo("training health: no collapse of entropy or response length, no long run of flat groups")
     return 0
