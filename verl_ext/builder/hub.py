@@ -85,7 +85,8 @@ def build_command(args: dict[str, Any]) -> str:
             if value:
                 words.append(f"--{name.replace('_', '-')}")
         elif name in ("task", "output") or value != (str(default) if isinstance(default, Path) else default):
-            if name in PATH_ARGS and not (name == "input" and args.get("source") == "scenes"):
+            settings = name == "input" and args.get("source") and get_source(args["source"]).input_is_settings
+            if name in PATH_ARGS and not settings:
                 value = Path(str(value)).name  # a local path says nothing to the card's readers
             words += [f"--{name.replace('_', '-')}", str(value)]
     return shlex.join(words)

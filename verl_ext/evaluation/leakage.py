@@ -97,10 +97,14 @@ def puzzle_content_ids(files: Iterable[str | Path]) -> ContentIds:
 def benchmark_content_ids(path: str | Path, source: str | None = None, split: str | None = None) -> ContentIds:
     """Content ids of a benchmark: a puzzle parquet (from extra_info) or a raw benchmark (decoded).
 
-    For ``source="scenes"`` the "path" is the scene settings text (``size=112,val=80``), as a build's ``--input``.
+    For a source whose input is settings (``scenes``: ``size=112,val=80``, as a build's ``--input``), ``path``
+    holds those settings.
     """
+    from verl_ext.sources import get_source
+
     path = Path(path)
-    if source != "scenes" and not path.exists():
+    settings = source is not None and get_source(source).input_is_settings
+    if not settings and not path.exists():
         raise FileNotFoundError(f"{path}: no such benchmark file or folder")
     if is_puzzle_parquet(path):
         if split is not None:

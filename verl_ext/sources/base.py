@@ -96,6 +96,8 @@ class SourceSpec:
     val_split: str | None = None
     circular: bool = False
     needs_input: bool = True
+    # The source's --input is settings text (scenes: "size=112,train=320"), not a path: never checked as a file.
+    input_is_settings: bool = False
     # What a dataset card (verl_ext.builder.hub) says of the pictures: the Hub's licence id for puzzles made from
     # them, a sentence on their terms, and, where a licence asks for it, the attribution rows (picture, author,
     # licence).
