@@ -13,7 +13,7 @@ LOG = [
     (125.0, "(WorkerDict pid=7) Monkey patch Qwen2_5_VLForConditionalGeneration model forward"),
     (131.0, "(vLLMHttpServer pid=8) WARNING ..."),
     (150.0, "(TaskRunnerV1 pid=6) LLMServerManager: ['192.0.2.2:45319']"),
-    (151.0, "(TaskRunnerV1 pid=6) Training Progress:   0%|          | 0/1"),
+    (151.0, "(TaskRunnerV1 pid=6) \rTraining Progress:   0%|          | 0/1"),  # tqdm redraws with \r
     (160.0, "(TaskRunnerV1 pid=6) step:1 - train/ssl_rotation/score:0.49"),
 ]
 
@@ -34,7 +34,7 @@ def test_a_missing_marker_is_reported_not_guessed():
     assert "step 1 did not begin" in report(LOG[:5], launched=100.0)
 
 
-def test_stamped_lines_read_back(tmp_path):
+def test_stamped_lines_read_back(tmp_path, capsys):
     out = io.StringIO()
     clock = iter([5.0, 6.5])
     stamp(["first line\n", "second line\n"], out=out, clock=lambda: next(clock))
@@ -42,5 +42,6 @@ def test_stamped_lines_read_back(tmp_path):
     path.write_text("unstamped\n" + out.getvalue())
     assert read_stamped(path) == [(5.0, "first line"), (6.5, "second line")]
     log = tmp_path / "run.log"
-    log.write_text("".join(f"{when} {text}\n" for when, text in LOG))
+    log.write_bytes("".join(f"{when} {text}\n" for when, text in LOG).encode())
     assert main(["phases", str(log), "--launched", "100"]) == 0
+    assert "step 1 began 51.0 s after launch" in capsys.readouterr().out  # the \r line is not split off

@@ -46,7 +46,8 @@ def stamp(lines: Iterable[str], out=sys.stdout, clock=time.time) -> None:
 
 def read_stamped(path: Path) -> list[tuple[float, str]]:
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    # Lines end at "\n" only (no universal newlines): progress bars redraw themselves with "\r" inside one line.
+    for line in path.read_bytes().decode("utf-8", errors="replace").split("\n"):
         when, _, text = line.partition(" ")
         try:
             rows.append((float(when), text))
