@@ -102,7 +102,8 @@ def test_plot_run_draws_entropy_and_clipping_and_prints_the_runs_warnings(tmp_pa
                 "actor/entropy": 0.5 if step <= 8 else 0.005,
                 "actor/pg_clipfrac": 0.01,
                 "response_length/mean": 50.0,
-                "response_length/clip_ratio": 0.0,
+                "response_length/clip_ratio": 1.0,  # verl's: as long as the batch's longest, not cut off
+                "train/health/clipped_share": 0.0,
                 "train/ssl_rotation/flat_groups": 0.3 if step <= 8 else 1.0,
                 "critic/score/mean": 0.5,
             }

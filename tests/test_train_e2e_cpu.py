@@ -163,7 +163,10 @@ def test_the_training_health_figures_are_logged_every_step(metrics: dict[int, di
     # verl_ext.task_metrics feeds verl_ext.health.HealthMonitor from the rollout's responses and log-probabilities.
     for step, values in metrics.items():
         assert values["train/health/response_length"] == pytest.approx(values["response_length/mean"], rel=1e-4)
-        assert values["train/health/clipped_share"] == pytest.approx(values["response_length/clip_ratio"], abs=1e-6)
+        # Cut off means data.max_response_length (64 in the CPU config). verl's response_length/clip_ratio counts
+        # responses as long as the batch's longest, which need not be cut (step 2 of one run: longest 49, ratio 1/16).
+        cut = values["train/health/clipped_share"]
+        assert (cut > 0) == (values["response_length/max"] >= 64) and 0 <= cut <= 1, f"step {step}: {values}"
         # The sampled tokens' mean surprisal estimates the per-token entropy the actor computes (one policy).
         entropy, sampled = values["actor/entropy"], values["train/health/sampled_entropy"]
         assert sampled > 0 and abs(sampled - entropy) < 0.5 * entropy + 0.05, f"step {step}: {sampled} vs {entropy}"

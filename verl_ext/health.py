@@ -131,7 +131,11 @@ class HealthMonitor:
 
 def logged_figures(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[int, dict[str, float]]:
     """Per step, the monitor's figures from a run's logged metrics (verl's names and the replay buffer's)."""
-    names = {"actor/entropy": ENTROPY, "response_length/mean": LENGTH, "response_length/clip_ratio": CLIPPED}
+    names = {"actor/entropy": ENTROPY, "response_length/mean": LENGTH}
+    # The cut-off share only from the replay buffer's figure: verl 0.9.1's response_length/clip_ratio counts the
+    # responses as long as the padded batch, i.e. as its longest response, which need not be cut at all.
+    if "train/health/clipped_share" in scalars:
+        names["train/health/clipped_share"] = CLIPPED
     for tag in scalars:
         if tag.startswith("train/") and tag.endswith("/flat_groups") and tag.count("/") == 2:
             names[tag] = FLAT_PREFIX + tag.split("/")[1]

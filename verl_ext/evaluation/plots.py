@@ -6,7 +6,8 @@ verl's TensorBoard logger writes every metric with ``add_scalar(name, value, ste
   (the per-task keys come from :class:`verl_ext.task_metrics.TaskMetricsReplayBuffer`)
 * accuracy / partial credit / format rate / valid answers / flat groups per task:
   ``train/<data_source>/{acc,partial,format,answered,flat_groups}``
-* response length: ``response_length/mean`` (band min…max) and ``response_length/clip_ratio``
+* response length: ``response_length/mean`` (band min…max), and the share cut at the length limit
+  ``train/health/clipped_share`` (verl's ``response_length/clip_ratio`` when that is absent)
 * entropy: ``actor/entropy`` (and ``train/health/sampled_entropy``); PPO clip fraction: ``actor/pg_clipfrac``
   (and ``actor/pg_clipfrac_lower``)
 * KL: ``actor/kl_loss`` (and ``actor/ppo_kl`` when logged)
@@ -168,10 +169,14 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
     panels.append(length)
 
     clip = Panel("response_clip_ratio", "Responses cut at the length limit", "responses (%)", percent=True)
-    if "response_length/clip_ratio" in scalars:
-        clip.lines["clipped"] = scalars["response_length/clip_ratio"]
+    # verl 0.9.1's response_length/clip_ratio counts responses as long as the padded batch (its longest one), not
+    # those cut at data.max_response_length; the replay buffer's train/health/clipped_share counts those.
+    if "train/health/clipped_share" in scalars:
+        clip.lines["clipped"] = scalars["train/health/clipped_share"]
+    elif "response_length/clip_ratio" in scalars:
+        clip.lines["as long as the batch's longest (verl)"] = scalars["response_length/clip_ratio"]
     else:
-        clip.missing.append("response_length/clip_ratio")
+        clip.missing.append("train/health/clipped_share")
     panels.append(clip)
 
     entropy = Panel("entropy", "Token entropy of the policy (a collapse warns)", "nats per token")
