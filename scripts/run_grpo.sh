@@ -137,8 +137,10 @@ main() {
   # Data: build once, then reuse. Puzzles are sized for the prompt budget verl will enforce.
   config_overrides=()
   for arg in "$@"; do [[ "$arg" == *=* && "$arg" != -* ]] && config_overrides+=("$arg"); done
-  max_prompt_tokens="$(preflight config-value "$CONFIG_DIR" "$CONFIG" \
-    data.max_prompt_length ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
+  config_values="$(preflight config-value "$CONFIG_DIR" "$CONFIG" data.max_prompt_length,trainer.resume_mode \
+    ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
+  max_prompt_tokens="$(sed -n 1p <<< "$config_values")"
+  resume_mode="$(sed -n 2p <<< "$config_values")"
   if [[ ! -f "$DATA_DIR/manifest.json" ]]; then
     if [[ -z "${INPUT:-}" && "$SOURCE" != demo && "$SOURCE" != scenes ]]; then
       die "no puzzles in DATA_DIR=$DATA_DIR (no manifest.json), and INPUT is not set to build them." \
@@ -224,8 +226,6 @@ main() {
 
   # Resuming: verl (trainer.resume_mode=auto) restarts from the checkpoint its tracker file names. After a crash
   # the launcher first makes that the newest complete checkpoint (verl_ext/launch/resume.py says why).
-  resume_mode="$(preflight config-value "$CONFIG_DIR" "$CONFIG" trainer.resume_mode \
-    ${config_overrides[@]+"${config_overrides[@]}"})" || exit 1
   if [[ "$resume_mode" == auto ]] && ! hydra_print_only "$@"; then
     dry=()
     [[ "${DRY_RUN:-0}" == 1 ]] && dry=(--dry-run)

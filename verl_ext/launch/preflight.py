@@ -173,11 +173,12 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]):
         raise PreflightError(f"config {config_name} does not compose with overrides {overrides}: {error}") from None
 
 
-def config_value(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:
-    """One key of the composed config."""
+def config_values(config_dir: Path, config_name: str, keys: list[str], overrides: list[str]) -> list[str]:
+    """Keys of the composed config (composed once: each launcher call is a Python start and a Hydra compose)."""
     from omegaconf import OmegaConf
 
-    return str(OmegaConf.select(compose(config_dir, config_name, overrides), key))
+    config = compose(config_dir, config_name, overrides)
+    return [str(OmegaConf.select(config, key)) for key in keys]
 
 
 def parse_hydra_list(value: str) -> list[Path]:
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     value = commands.add_parser("config-value")
     value.add_argument("config_dir", type=Path)
     value.add_argument("config_name")
-    value.add_argument("key")
+    value.add_argument("key", help="a config key, or several separated by commas (one value per line)")
     value.add_argument("overrides", nargs="*")
     resumed = commands.add_parser("resume")
     resumed.add_argument("save_dir", type=Path)
@@ -352,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                 described = ", ".join(f"{path.name} ({parquet_rows(path)} puzzles)" for path in paths)
                 print(f"{label}: {described}", file=sys.stderr)
         elif args.command == "config-value":
-            print(config_value(args.config_dir.resolve(), args.config_name, args.key, args.overrides))
+            keys = [key for key in args.key.split(",") if key]
+            print("\n".join(config_values(args.config_dir.resolve(), args.config_name, keys, args.overrides)))
         elif args.command == "settings":
             added = launch_settings(
                 args.config_dir.resolve(),
