@@ -185,8 +185,7 @@ def test_cfg_job_prints_a_config_a_launch_refuses_and_warns_why(setup):
     assert "actor_rollout_ref:" in printed.stdout
     refusal = "the training split has 40 puzzles but data.train_batch_size is 512"
     assert f"WARNING: a launch with this config would stop here: {refusal}" in printed.stderr
-    launched = run(["rotation", "mmbench"], {**env, "DRY_RUN": "1"}, gpus=8, tmp_path=tmp_path)
-    assert launched.returncode == 1 and refusal in launched.stderr and "WARNING: a launch" not in launched.stderr
+    # A launch with the same split still refuses: test_launch_settings.py, test_fewer_training_puzzles_than_one_batch_...
 
 
 def test_command_uses_our_config_all_gpus_and_passes_overrides_last(setup):

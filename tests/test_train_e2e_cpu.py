@@ -136,13 +136,16 @@ def test_run_ends_cleanly(finished: CpuRun) -> None:
 def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, float]]) -> None:
     assert sorted(metrics) == list(range(1, STEPS + 1))
     for step, values in metrics.items():
-        for key in ("critic/score/mean", "critic/rewards/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/step"):
+        # actor/kl_loss: the recipe's KL term to the reference model runs on CPU too (verl_ext/cpu/reference_offload.py).
+        for key in ("critic/score/mean", "critic/rewards/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/step",
+                    "actor/kl_loss", "timing_s/ref"):
             assert key in values, f"step {step} lacks {key}"
             assert math.isfinite(values[key])
         low, mean, high = (values[f"critic/score/{k}"] for k in ("min", "mean", "max"))
         # verl averages in float32: a batch of equal scores (all 0.1) can have a mean one rounding step above them.
         assert 0.0 <= low <= mean + 1e-6 and mean <= high + 1e-6 and high <= 1.0
         assert values["response_length/mean"] > 0
+        assert values["actor/kl_loss"] >= 0
     # The warmed-up model answers in format often enough that some response earns a reward.
     assert max(values["critic/score/max"] for values in metrics.values()) > 0
 
