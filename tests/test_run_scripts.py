@@ -185,7 +185,7 @@ def test_cfg_job_prints_a_config_a_launch_refuses_and_warns_why(setup):
     assert "actor_rollout_ref:" in printed.stdout
     refusal = "the training split has 40 puzzles but data.train_batch_size is 512"
     assert f"WARNING: a launch with this config would stop here: {refusal}" in printed.stderr
-    # A launch with the same split still refuses: test_launch_settings.py, test_fewer_training_puzzles_than_one_batch_...
+    # A launch with the same split still refuses (test_launch_settings.py: fewer training puzzles than one batch).
 
 
 def test_command_uses_our_config_all_gpus_and_passes_overrides_last(setup):

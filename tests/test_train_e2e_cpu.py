@@ -136,9 +136,16 @@ def test_run_ends_cleanly(finished: CpuRun) -> None:
 def test_every_step_logs_reward_and_actor_update(metrics: dict[int, dict[str, float]]) -> None:
     assert sorted(metrics) == list(range(1, STEPS + 1))
     for step, values in metrics.items():
-        # actor/kl_loss: the recipe's KL term to the reference model runs on CPU too (verl_ext/cpu/reference_offload.py).
-        for key in ("critic/score/mean", "critic/rewards/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/step",
-                    "actor/kl_loss", "timing_s/ref"):
+        # actor/kl_loss: the recipe's KL term to the reference model runs on CPU too (verl_ext/cpu/reference_offload).
+        for key in (
+            "critic/score/mean",
+            "critic/rewards/mean",
+            "actor/pg_loss",
+            "actor/grad_norm",
+            "timing_s/step",
+            "actor/kl_loss",
+            "timing_s/ref",
+        ):
             assert key in values, f"step {step} lacks {key}"
             assert math.isfinite(values[key])
         low, mean, high = (values[f"critic/score/{k}"] for k in ("min", "mean", "max"))
