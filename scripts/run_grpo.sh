@@ -264,7 +264,7 @@ main() {
 
   if hydra_print_only "$@"; then
     [[ "$DEVICE" == cpu ]] || use_import_fix_without_gpu  # verl's config imports torchvision
-    exec "${cmd[@]}" "${HYDRA_FLAGS[@]}"
+    exec "${cmd[@]}" ${HYDRA_FLAGS[@]+"${HYDRA_FLAGS[@]}"}
   fi
   if [[ "${DRY_RUN:-0}" == 1 ]]; then
     printf '%q ' "${cmd[@]}" ${HYDRA_FLAGS[@]+"${HYDRA_FLAGS[@]}"}

@@ -59,7 +59,6 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
 from verl_ext import health
 from verl_ext.curriculum import curriculum_config
-from verl_ext.health import HealthMonitor, Thresholds
 from verl_ext.online.controller import CurriculumController
 from verl_ext.online.state import Group, parse_level
 from verl_ext.reward import finite_number
@@ -349,14 +348,14 @@ def response_health(lengths: Any, log_probs: Any, max_response_length: int | Non
     return figures
 
 
-def _health_monitor(sampler_kwargs: Mapping[str, Any] | None) -> tuple[HealthMonitor | None, int | None]:
+def _health_monitor(sampler_kwargs: Mapping[str, Any] | None) -> tuple[health.HealthMonitor | None, int | None]:
     """The health monitor the configs ask for through ``sampler_kwargs.health`` (None when it is off)."""
     settings = _setting(sampler_kwargs, "health")
     if settings is None or not bool(_setting(settings, "enable", False)):
         return None, None
-    thresholds = Thresholds.from_settings(dict(settings.items()))
+    thresholds = health.Thresholds.from_settings(dict(settings.items()))
     longest = _setting(settings, "max_response_length")
-    return HealthMonitor(thresholds), int(longest) if longest else None
+    return health.HealthMonitor(thresholds), int(longest) if longest else None
 
 
 def _controller(sampler_kwargs: Mapping[str, Any] | None) -> CurriculumController | None:
