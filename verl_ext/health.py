@@ -129,22 +129,38 @@ class HealthMonitor:
         return onsets
 
 
+# Where each figure is read from in one step's metrics; the first name present wins. A logged run has verl's own
+# actor figures; while the run trains only the replay buffer's exist (the actor computes its figures after the
+# buffer has handed the batch out). The cut-off share is only the buffer's: verl 0.9.1's response_length/clip_ratio
+# counts the responses as long as the padded batch, i.e. as its longest response, which need not be cut at all.
+FIGURE_SOURCES = {
+    ENTROPY: ("actor/entropy", "train/health/sampled_entropy"),
+    LENGTH: ("response_length/mean", "train/health/response_length"),
+    CLIPPED: ("train/health/clipped_share",),
+}
+
+
+def step_figures(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The monitor's figures in one step's metrics (``train/<source>/flat_groups`` give one figure per task)."""
+    figures = {}
+    for name, tags in FIGURE_SOURCES.items():
+        tag = next((tag for tag in tags if tag in metrics), None)
+        if tag is not None:
+            figures[name] = float(metrics[tag])
+    for tag, value in metrics.items():
+        parts = tag.split("/")
+        if len(parts) == 3 and parts[0] == "train" and parts[2] == "flat_groups":
+            figures[FLAT_PREFIX + parts[1]] = float(value)
+    return figures
+
+
 def logged_figures(scalars: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[int, dict[str, float]]:
-    """Per step, the monitor's figures from a run's logged metrics (verl's names and the replay buffer's)."""
-    names = {"actor/entropy": ENTROPY, "response_length/mean": LENGTH}
-    # The cut-off share only from the replay buffer's figure: verl 0.9.1's response_length/clip_ratio counts the
-    # responses as long as the padded batch, i.e. as its longest response, which need not be cut at all.
-    if "train/health/clipped_share" in scalars:
-        names["train/health/clipped_share"] = CLIPPED
-    for tag in scalars:
-        if tag.startswith("train/") and tag.endswith("/flat_groups") and tag.count("/") == 2:
-            names[tag] = FLAT_PREFIX + tag.split("/")[1]
+    """Per step, the monitor's figures from a run's logged metrics."""
     steps: dict[int, dict[str, float]] = {}
-    for tag, name in names.items():
-        if tag in scalars:
-            for step, value in zip(*scalars[tag]):
-                steps.setdefault(int(step), {})[name] = float(value)
-    return dict(sorted(steps.items()))
+    for tag, (step_values, values) in scalars.items():
+        for step, value in zip(step_values, values):
+            steps.setdefault(int(step), {})[tag] = float(value)
+    return {step: step_figures(metrics) for step, metrics in sorted(steps.items())}
 
 
 def check_logged_run(

@@ -319,16 +319,11 @@ class _TaskMetricsMixin:
                 self._health_failed = True
                 logger.warning("training-health figures unavailable: %r", error)
             figures = {}
-        observed = {health.ENTROPY: figures.get("sampled_entropy"), health.LENGTH: figures.get("response_length")}
-        observed[health.CLIPPED] = figures.get("clipped_share")
-        for name, value in metrics.items():
-            parts = name.split("/")
-            if len(parts) == 3 and parts[0] == METRIC_PREFIX and parts[2] == "flat_groups":
-                observed[health.FLAT_PREFIX + parts[1]] = value
-        for warning in self._health.observe(step, {k: v for k, v in observed.items() if v is not None}):
+        logged = {f"{METRIC_PREFIX}/health/{name}": value for name, value in figures.items()}
+        for warning in self._health.observe(step, health.step_figures({**metrics, **logged})):
             logger.warning("training health: %s", warning)
             print(f"WARNING training health: {warning}", flush=True)  # the run's console and log file
-        return {f"{METRIC_PREFIX}/health/{name}": value for name, value in figures.items()}
+        return logged
 
 
 def response_health(lengths: Any, log_probs: Any, max_response_length: int | None) -> dict[str, float]:

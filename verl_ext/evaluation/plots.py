@@ -180,27 +180,17 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
     panels.append(clip)
 
     entropy = Panel("entropy", "Token entropy of the policy (a collapse warns)", "nats per token")
-    for tag, label in (("actor/entropy", "actor"), ("train/health/sampled_entropy", "rollout (sampled tokens)")):
-        if tag in scalars:
-            entropy.lines[label] = scalars[tag]
-    if entropy.empty:
-        entropy.missing.append("actor/entropy")
+    rollout_entropy = ("rollout (sampled tokens)", "train/health/sampled_entropy")
+    _tagged_lines(entropy, scalars, ("actor", "actor/entropy"), rollout_entropy)
     panels.append(entropy)
 
     clipfrac = Panel("pg_clipfrac", "PPO clip fraction (tokens whose ratio was clipped)", "tokens (%)", percent=True)
-    for tag, label in (("actor/pg_clipfrac", "upper/any"), ("actor/pg_clipfrac_lower", "lower (dual clip)")):
-        if tag in scalars:
-            clipfrac.lines[label] = scalars[tag]
-    if clipfrac.empty:
-        clipfrac.missing.append("actor/pg_clipfrac")
+    lower = ("lower (dual clip)", "actor/pg_clipfrac_lower")
+    _tagged_lines(clipfrac, scalars, ("upper/any", "actor/pg_clipfrac"), lower)
     panels.append(clipfrac)
 
     kl = Panel("kl", "KL to the reference policy", "KL")
-    for tag, label in (("actor/kl_loss", "kl_loss"), ("actor/ppo_kl", "ppo_kl (old vs new policy)")):
-        if tag in scalars:
-            kl.lines[label] = scalars[tag]
-    if kl.empty:
-        kl.missing.append("actor/kl_loss")
+    _tagged_lines(kl, scalars, ("kl_loss", "actor/kl_loss"), ("ppo_kl (old vs new policy)", "actor/ppo_kl"))
     panels.append(kl)
 
     val = Panel(
@@ -224,6 +214,15 @@ def build_panels(scalars: Mapping[str, Series]) -> list[Panel]:
     panels.append(val_fmt)
     panels += curriculum_panels(scalars)
     return panels
+
+
+def _tagged_lines(panel: Panel, scalars: Mapping[str, Series], *lines: tuple[str, str]) -> None:
+    """A line for each (label, tag) whose tag is in the log; the first tag is named as missing when none is."""
+    for label, tag in lines:
+        if tag in scalars:
+            panel.lines[label] = scalars[tag]
+    if panel.empty:
+        panel.missing.append(lines[0][1])
 
 
 def curriculum_panels(scalars: Mapping[str, Series]) -> list[Panel]:
