@@ -23,7 +23,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
 
 PREFIX = "<think> Let me look at the picture. </think> <answer>"
@@ -45,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--every", type=int, default=25, help="evaluate every this many steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--order",
+        choices=("random", "stratified"),
+        default="random",
+        help="training batches drawn at random (verl's shuffle) or as windows of a stratified order"
+        " (verl_ext/builder/order.py: every batch holds the answers in their overall shares)",
+    )
     parser.add_argument("--grey", action="store_true", help="control: every picture flat grey")
     parser.add_argument("--save", type=Path, default=None, help="write the trained model here")
     args = parser.parse_args(argv)
@@ -58,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from verl_ext.builder.order import batch_positions
+
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     processor = AutoProcessor.from_pretrained(args.model)
     model = AutoModelForImageTextToText.from_pretrained(args.model)
     prefix_length = len(processor.tokenizer(PREFIX).input_ids)
@@ -79,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return rows
 
     train, val = load("train_split"), load("val_split")
+    batches = batch_positions([str(truth) for _, _, truth in train], args.prompts, args.order, args.seed)
     if len({truth for _, _, truth in train}) < 2:
         parser.error("the training answers do not differ in their first token; pick a task whose labels do")
 
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     print(f"step 0: held-out accuracy {evaluate():.3f} ({len(val)} puzzles)", flush=True)
     for step in range(1, args.steps + 1):
-        batch = [train[i] for i in rng.choice(len(train), args.prompts, replace=False)]
+        batch = [train[i] for i in next(batches)]
         log_probs = torch.log_softmax(next_token_logits(batch), -1)
         actions = torch.multinomial(log_probs.exp().detach(), args.group, replacement=True)
         rewards = (actions == torch.tensor([truth for _, _, truth in batch])[:, None]).float()

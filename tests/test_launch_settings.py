@@ -7,6 +7,8 @@ them and verl's own config validation.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_configs import CONFIG_DIR, compose
 from test_run_scripts import dry_run, overrides_of, run, setup, write_dataset  # noqa: F401 - setup is a fixture
@@ -187,6 +189,22 @@ def test_the_curriculum_gets_two_loader_workers_unless_the_user_chose():
     assert settings.curriculum_workers(on, {settings.WORKERS_KEY}) == []
     assert settings.curriculum_workers(compose("grpo_qwen2_5_vl", []), set()) == []  # no curriculum: verl's 8
     assert settings.curriculum_workers(compose("grpo_cpu_tiny", ["data.online.curriculum.enable=true"]), set()) == []
+
+
+def test_stratified_training_rows_are_read_as_written_unless_the_user_chose(setup):
+    tmp_path, env = setup
+    data = write_dataset(tmp_path / "data", rows={"test": 40, "dev": 10})
+    command, _ = dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
+    assert "data.shuffle" not in overrides_of(command)  # rows in source order: verl shuffles them
+    manifest = json.loads((data / "manifest.json").read_text())
+    (data / "manifest.json").write_text(json.dumps({**manifest, "args": {"order": "stratified"}}))
+    command, stderr = dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
+    assert overrides_of(command)["data.shuffle"] == "false"
+    assert "stratified order" in stderr
+    command, _ = dry_run(["rotation", "mmbench", "data.shuffle=true"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
+    assert overrides_of(command)["data.shuffle"] == "true"  # the user's choice stands
+    off = compose("grpo_cpu_tiny", ["data.shuffle=false"])
+    assert settings.keep_row_order(off, set(), ["data"]) == []  # already read in order
 
 
 # ---- 6, 7, 9. recipe length, checkpoints kept, kernel settings

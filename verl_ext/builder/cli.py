@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from verl_ext.builder.order import ORDERS
 from verl_ext.builder.plan import CONTROLS, DEFAULT_MAX_PROMPT_TOKENS, DIFFICULTIES, BuildConfig
 from verl_ext.sources import ALIASES, SOURCES
 
@@ -75,6 +76,13 @@ def parser() -> argparse.ArgumentParser:
         help="a control build for learning experiments: grey = every picture shown is flat grey (same size, same"
         " prompts and answers), so nothing visual can be learned",
     )
+    p.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="source",
+        help="row order of each split: source (as the pictures came; verl shuffles them) or stratified (every run of"
+        " consecutive rows holds each answer in its overall share; train with data.shuffle=false to keep it)",
+    )
     p.add_argument("--strict", action="store_true", help="stop on an error inside a task instead of counting it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -105,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         strict=args.strict,
         progress=not args.no_progress,
         control=args.control,
+        order=args.order,
     )
 
 

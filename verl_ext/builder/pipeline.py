@@ -60,7 +60,7 @@ def _build_locked(
     remove_stale_temporaries(output)
 
     state = _BuildState(plan)
-    writer = SplitWriter(output)
+    writer = SplitWriter(output, order=config.order, seed=config.seed)
     chunk_items = CHUNK_ITEMS_WITH_PARTNERS if any(t.needs_partner for t in plan.tasks) else CHUNK_ITEMS
     items = limited_items(spec, path, limit=config.limit, carve=config.carve, skips=state.skips)
     progress = _progress(config, spec)

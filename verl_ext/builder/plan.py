@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from verl_ext.builder.order import ORDERS
 from verl_ext.sources.decode import DEFAULT_LIMITS, DecodeLimits
 from verl_ext.sources.split import unit_hash
 from verl_ext.tasks import Task, get_task
@@ -53,6 +54,7 @@ class BuildConfig:
     progress: bool = True
     limits: DecodeLimits = DEFAULT_LIMITS
     control: str | None = None  # "grey": every shown picture a flat grey one of its size (see CONTROLS)
+    order: str = "source"  # row order of each split: "source" or "stratified" by answer (verl_ext/builder/order.py)
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
         weights = {config.task: 1.0}
     if config.difficulty is not None and config.difficulty not in DIFFICULTIES:
         raise ValueError(f"--difficulty must be one of {DIFFICULTIES}, got {config.difficulty!r}")
+    if config.order not in ORDERS:
+        raise ValueError(f"--order must be one of {ORDERS}, got {config.order!r}")
     if config.image_format not in ("jpeg", "png"):
         raise ValueError(f"--image-format must be jpeg or png, got {config.image_format!r}")
     if config.puzzles_per_image < 1:

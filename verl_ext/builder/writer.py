@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from verl_ext.builder.hub import with_hub_features
+from verl_ext.builder.order import stratified_order
 from verl_ext.builder.rows import SCHEMA
 
 MANIFEST = "manifest.json"
@@ -66,6 +67,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_writer(path: Path) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path, _FILE_SCHEMA, compression=_COMPRESSION, use_dictionary=["data_source", "ability", "prompt"]
+    )
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -79,10 +86,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class SplitWriter:
-    """Numbers rows per split (``extra_info.index``) and streams them into per-split temporary parquet files."""
+    """Numbers rows per split (``extra_info.index``) and streams them into per-split temporary parquet files.
 
-    def __init__(self, output: Path) -> None:
+    With ``order="stratified"`` every split is rewritten once, at commit, in the order of
+    :func:`verl_ext.builder.order.stratified_order` (seeded by ``seed``) and numbered anew; that pass holds one
+    split in memory.
+    """
+
+    def __init__(self, output: Path, order: str = "source", seed: int = 0) -> None:
         self.output = output
+        self.order = order
+        self.seed = seed
         self.rows: dict[str, int] = {}
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
@@ -104,9 +118,7 @@ class SplitWriter:
         if split not in self._writers:
             tmp = self.output / f".{split}.parquet{_TMP_MARK}{os.getpid()}"
             self._temps[split] = tmp
-            self._writers[split] = pq.ParquetWriter(
-                tmp, _FILE_SCHEMA, compression=_COMPRESSION, use_dictionary=["data_source", "ability", "prompt"]
-            )
+            self._writers[split] = _open_writer(tmp)
         self._writers[split].write_table(pa.Table.from_pylist(buffer, schema=_FILE_SCHEMA))
         buffer.clear()
 
@@ -116,6 +128,9 @@ class SplitWriter:
             self._flush(split)
         for writer in self._writers.values():
             writer.close()
+        if self.order == "stratified":
+            for tmp in self._temps.values():
+                _rewrite_stratified(tmp, self.seed)
         final = {}
         for split, tmp in self._temps.items():
             _fsync_file(tmp)
@@ -137,3 +152,16 @@ class SplitWriter:
             tmp.unlink(missing_ok=True)
         self._writers.clear()
         self._temps.clear()
+
+
+def _rewrite_stratified(path: Path, seed: int) -> None:
+    """Rewrite one temporary split file in stratified order (by data source and answer), numbering rows anew."""
+    table = pq.read_table(path, schema=_FILE_SCHEMA)
+    sources = table.column("data_source").to_pylist()
+    answers = [cell["ground_truth"] for cell in table.column("reward_model").to_pylist()]
+    rows = table.take(stratified_order([f"{s}\x00{a}" for s, a in zip(sources, answers)], seed)).to_pylist()
+    for index, row in enumerate(rows):
+        row["extra_info"]["index"] = index
+    with _open_writer(path) as writer:
+        for start in range(0, len(rows), _ROWS_PER_GROUP):
+            writer.write_table(pa.Table.from_pylist(rows[start : start + _ROWS_PER_GROUP], schema=_FILE_SCHEMA))

@@ -235,6 +235,7 @@ def launch_settings(
         flash_attn_installed=importlib.util.find_spec("flash_attn") is not None,
         ray_address=os.environ.get("RAY_ADDRESS") or None,
     )
+    decisions += settings.keep_row_order(config, explicit, [] if online else stratified_folders(train_files))
     for decision in decisions:
         added += decision.overrides
         print(f"setting {' '.join(decision.overrides)}: {decision.reason}", file=sys.stderr)
@@ -243,6 +244,19 @@ def launch_settings(
     refuse_or_warn(lambda: settings.validate_with_verl(config), print_only)
     refuse_or_warn(lambda: check_rows(config), print_only)
     return added
+
+
+def stratified_folders(train_files: list[Path]) -> list[str]:
+    """The folders among ``train_files``' whose build wrote its rows in stratified order (manifest ``args.order``)."""
+    folders = []
+    for folder in dict.fromkeys(Path(path).parent for path in train_files):
+        try:
+            order = json.loads((folder / "manifest.json").read_text()).get("args", {}).get("order")
+        except (OSError, ValueError, AttributeError):
+            continue  # not a build folder of ours: nothing says how its rows are ordered
+        if order == "stratified":
+            folders.append(str(folder))
+    return folders
 
 
 def refuse_or_warn(check: Callable[[], None], print_only: bool) -> None:

@@ -225,6 +225,22 @@ def curriculum_workers(config: DictConfig, explicit: set[str]) -> list[Decision]
     ]
 
 
+SHUFFLE_KEY = "data.shuffle"
+
+
+def keep_row_order(config: DictConfig, explicit: set[str], stratified: list[str]) -> list[Decision]:
+    """Training files built in stratified order (``stratified``: their folders) are read as written."""
+    if not stratified or SHUFFLE_KEY in explicit or not _get(config, SHUFFLE_KEY, True):
+        return []
+    return [
+        Decision(
+            (f"{SHUFFLE_KEY}=false",),
+            f"no shuffling: {', '.join(stratified)} holds its rows in stratified order (every batch holds the answers "
+            "in their overall shares, verl_ext/builder/order.py), which a shuffle would undo.",
+        )
+    ]
+
+
 def max_model_len(config: DictConfig, explicit: set[str]) -> list[Decision]:
     """vLLM's context length: prompt + response, never the model's 128k positions."""
     if MAX_MODEL_LEN_KEY in explicit:

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Does GRPO over whole sampled responses teach this model a label task? verl's GRPO step, in one process.
+
+    python scripts/probe_response_grpo.py MODEL_DIR DATA_DIR [--lr 2e-4] [--steps 150] [--loss-tokens all]
+
+Each step samples ``--group`` whole responses per prompt with transformers (temperature 1, no top-k or top-p),
+scores them with the training reward (``verl_ext.reward.compute_score``), normalises the scores within each group
+and takes one AdamW step (gradient clip 1) on verl's policy-gradient loss: advantage times token log-probability,
+averaged over every response token of the batch (``--agg token-mean``, verl's default) or over each response
+first (``seq-mean``). With one optimizer update per batch the PPO ratio is 1 and nothing is clipped, so this is
+verl's GRPO step without the KL term. Greedy held-out accuracy (the reward's ``acc``) is printed every ``--every``
+steps.
+
+``--loss-tokens`` narrows the loss to the tokens from the answer tag on (``answer``) or to the answer's first token
+(``first``), to find which tokens keep the policy from learning. ``scripts/probe_answer_grpo.py`` is the other end:
+the first answer token after a thought fixed in the prompt, nothing sampled before it. A recipe is tried here in a
+few minutes (about 1.6 s a step on 2 cores for 16 prompts x 8) rather than the hour of a verl run
+(docs/cpu-training.md, "Does GRPO teach the tiny model to see?").
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
+
+ANSWER_TAG = "<answer>"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="Hugging Face Qwen2.5-VL folder")
+    parser.add_argument("data", type=Path, help="built puzzle folder (manifest.json, parquet splits)")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--prompts", type=int, default=16, help="prompts per step")
+    parser.add_argument("--group", type=int, default=8, help="sampled responses per prompt")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--every", type=int, default=25, help="evaluate every this many steps")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="response length limit")
+    parser.add_argument("--agg", choices=("token-mean", "seq-mean"), default="token-mean", help="loss aggregation")
+    parser.add_argument(
+        "--loss-tokens", choices=("all", "answer", "first"), default="all", help="response tokens the loss trains"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--order",
+        choices=("random", "stratified"),
+        default="random",
+        help="training batches drawn at random (verl's shuffle) or as windows of a stratified order"
+        " (verl_ext/builder/order.py: every batch holds the answers in their overall shares)",
+    )
+    parser.add_argument("--grey", action="store_true", help="control: every picture flat grey")
+    args = parser.parse_args(argv)
+    manifest = json.loads((args.data / "manifest.json").read_text())
+
+    from verl_ext.cpu.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    import pyarrow.parquet as pq
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from verl_ext.builder.order import batch_positions
+    from verl_ext.reward import compute_score
+
+    torch.manual_seed(args.seed)
+    processor = AutoProcessor.from_pretrained(args.model)
+    tokenizer = processor.tokenizer
+    model = AutoModelForImageTextToText.from_pretrained(args.model)
+    stop_ids = set(model.generation_config.eos_token_id)
+
+    def load(role: str) -> list[tuple[str, list, dict]]:
+        file = args.data / manifest["files"][manifest[role]]
+        rows = []
+        columns = ["data_source", "prompt", "images", "reward_model", "extra_info"]
+        for row in pq.read_table(file, columns=columns).to_pylist():
+            pictures = [Image.open(io.BytesIO(image["bytes"])).convert("RGB") for image in row["images"]]
+            if args.grey:
+                pictures = [Image.new("RGB", picture.size, (128, 128, 128)) for picture in pictures]
+            messages = chat_messages(list(row["prompt"]))
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            rows.append((text, pictures, row))
+        return rows
+
+    def score(row: dict, response_ids: list[int]) -> dict[str, float]:
+        text = tokenizer.decode(response_ids, skip_special_tokens=True)
+        return compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
+
+    def until_stop(ids: list[int]) -> list[int]:
+        """A generated row cut after its first stop token (the rest is padding), as verl's response mask does."""
+        for position, token in enumerate(ids):
+            if token in stop_ids:
+                return ids[: position + 1]
+        return ids
+
+    def generate(batch, samples: int, sample: bool):
+        encoded = processor(
+            text=[text for text, _, _ in batch],
+            images=[picture for _, pictures, _ in batch for picture in pictures],
+            return_tensors="pt",
+            padding=True,
+        )
+        options = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
+        model.eval()
+        with torch.no_grad():
+            out = model.generate(**encoded, max_new_tokens=args.max_new_tokens, num_return_sequences=samples, **options)
+        model.train()
+        return encoded, [until_stop(ids) for ids in out[:, encoded.input_ids.shape[1] :].tolist()]
+
+    def trained_span(ids: list[int]) -> tuple[int, int]:
+        """Where the loss applies in one response: all of it, or from the first token after the answer tag."""
+        if args.loss_tokens == "all":
+            return 0, len(ids)
+        start = next((i for i in range(len(ids) + 1) if ANSWER_TAG in tokenizer.decode(ids[:i])), len(ids))
+        return start, (min(start + 1, len(ids)) if args.loss_tokens == "first" else len(ids))
+
+    train, val = load("train_split"), load("val_split")
+    batches = batch_positions(
+        [row["reward_model"]["ground_truth"] for _, _, row in train], args.prompts, args.order, args.seed
+    )
+
+    def evaluate() -> float:
+        right = 0.0
+        for i in range(0, len(val), 40):
+            batch = val[i : i + 40]
+            _, responses = generate(batch, 1, sample=False)
+            right += sum(score(row, ids)["acc"] for (_, _, row), ids in zip(batch, responses))
+        return right / len(val)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    model.train()
+    print(f"step 0: held-out accuracy {evaluate():.3f} ({len(val)} puzzles)", flush=True)
+    for step in range(1, args.steps + 1):
+        batch = [train[i] for i in next(batches)]
+        encoded, responses = generate(batch, args.group, sample=True)
+        rewards = torch.tensor(
+            [score(batch[k // args.group][2], ids)["score"] for k, ids in enumerate(responses)]
+        ).view(args.prompts, args.group)
+        advantages = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)).view(-1)
+
+        # Teacher-forced log-probs of the sampled responses: prompt (repeated per sample) + response, right-padded.
+        width = max(len(ids) for ids in responses)
+        response_ids = torch.full((len(responses), width), tokenizer.pad_token_id)
+        valid = torch.zeros(len(responses), width, dtype=torch.long)  # attended: the response, not its padding
+        mask = torch.zeros(len(responses), width)  # trained: the tokens --loss-tokens names
+        for k, ids in enumerate(responses):
+            response_ids[k, : len(ids)] = torch.tensor(ids)
+            valid[k, : len(ids)] = 1
+            start, end = trained_span(ids)
+            mask[k, start:end] = 1
+        prompt_ids = encoded.input_ids.repeat_interleave(args.group, 0)
+        pixels = encoded.pixel_values.view(args.prompts, -1, encoded.pixel_values.shape[-1])
+        logits = model(
+            input_ids=torch.cat([prompt_ids, response_ids], 1),
+            attention_mask=torch.cat([encoded.attention_mask.repeat_interleave(args.group, 0), valid], 1),
+            pixel_values=pixels.repeat_interleave(args.group, 0).reshape(-1, pixels.shape[-1]),
+            image_grid_thw=encoded.image_grid_thw.repeat_interleave(args.group, 0),
+        ).logits[:, prompt_ids.shape[1] - 1 : -1]
+        log_probs = torch.log_softmax(logits.float(), -1).gather(2, response_ids[..., None]).squeeze(-1)
+        weighted = advantages[:, None] * log_probs * mask
+        if args.agg == "token-mean":
+            loss = -weighted.sum() / mask.sum().clamp(min=1)
+        else:
+            loss = -(weighted.sum(1) / mask.sum(1).clamp(min=1)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % args.every == 0:
+            flat = float((rewards.std(1) == 0).float().mean())
+            print(
+                f"step {step}: held-out accuracy {evaluate():.3f}, training reward {float(rewards.mean()):.3f},"
+                f" flat groups {flat:.2f}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Stratified row order: every run of consecutive rows holds each answer in its share, and nothing else changes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from verl_ext.builder import BuildConfig, build
+from verl_ext.builder.order import batch_positions, largest_imbalance, stratified_order
+
+ROTATION_2 = ('form="single"', "angles=[0,180]")
+
+
+@pytest.mark.parametrize("counts", [{"0": 172, "180": 148}, {"a": 10, "b": 30, "c": 60}, {"only": 7}])
+def test_every_window_holds_each_answer_in_its_share(counts: dict[str, int]) -> None:
+    keys = [key for key, n in counts.items() for _ in range(n)]
+    np.random.default_rng(1).shuffle(keys)
+    order = stratified_order(keys, seed=0)
+    assert sorted(order) == list(range(len(keys)))  # a permutation: no row lost or repeated
+    ordered = [keys[i] for i in order]
+    for window in {2, 5, 16, len(keys)} & set(range(1, len(keys) + 1)):
+        assert largest_imbalance(ordered, window) < (1 if len(counts) <= 2 else 2)
+    assert stratified_order(keys, seed=0) == order  # seeded
+    assert stratified_order(keys, seed=1) != order or len(counts) == 1
+
+
+def test_a_random_order_is_the_imbalance_the_option_removes() -> None:
+    keys = ["0"] * 160 + ["180"] * 160
+    np.random.default_rng(0).shuffle(keys)
+    assert largest_imbalance(keys, 16) >= 3  # what verl's shuffled batches of 16 see
+    with pytest.raises(ValueError, match="window"):
+        largest_imbalance(keys, 0)
+
+
+def test_probe_batches_follow_the_order_verl_would_read() -> None:
+    keys = ["0"] * 30 + ["180"] * 18
+    stratified = batch_positions(keys, 16, "stratified", seed=0)
+    seen = [next(stratified) for _ in range(3)]  # 48 rows: one pass over the split
+    assert sorted(sum(seen, [])) == list(range(48))
+    assert all(abs(Counter(keys[i] for i in batch)["0"] - 10) < 1 for batch in seen)
+    assert next(stratified) == seen[0]  # then the same order again, as verl's next epoch without shuffling
+    drawn = next(batch_positions(keys, 16, "random", seed=0))
+    assert len(set(drawn)) == 16
+    with pytest.raises(ValueError, match="order"):
+        next(batch_positions(keys, 16, "sorted", seed=0))
+
+
+def _answers(path: Path) -> list[str]:
+    return [cell["ground_truth"] for cell in pq.read_table(path, columns=["reward_model"]).column(0).to_pylist()]
+
+
+def test_a_stratified_build_holds_the_same_puzzles_in_balanced_order(tmp_path: Path) -> None:
+    common = {"task": "rotation", "source": "scenes", "input": Path("size=64,train=48,val=16"), "options": ROTATION_2}
+    build(BuildConfig(output=tmp_path / "source", progress=False, **common))
+    manifest = build(BuildConfig(output=tmp_path / "stratified", order="stratified", progress=False, **common))
+    assert manifest["args"]["order"] == "stratified"
+    for split in ("train", "val"):
+        plain = pq.read_table(tmp_path / "source" / f"{split}.parquet").to_pylist()
+        ordered = pq.read_table(tmp_path / "stratified" / f"{split}.parquet").to_pylist()
+        assert [row["extra_info"]["index"] for row in ordered] == list(range(len(ordered)))  # numbered anew
+
+        def content(row: dict) -> tuple:
+            return row["reward_model"]["ground_truth"], row["images"][0]["bytes"], row["extra_info"]["params"]
+
+        assert Counter(map(content, ordered)) == Counter(map(content, plain))
+        answers = _answers(tmp_path / "stratified" / f"{split}.parquet")
+        assert len(set(answers)) == 2 and largest_imbalance(answers, 4) < 1
+    assert "--order stratified" in (tmp_path / "stratified" / "README.md").read_text()
+
+
+def test_an_unknown_order_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--order must be one of"):
+        build(BuildConfig(task="rotation", source="demo", output=tmp_path, order="sorted", progress=False))

@@ -1,0 +1,77 @@
+"""Row order of a built split: as the source gave the pictures, or "stratified" by answer.
+
+Why stratified: before a policy has found the picture cue, its answer does not depend on the picture, and GRPO
+moves it towards whichever answer was right more often in the step's batch. A random batch of 16 rotation
+puzzles ({0, 180}) holds 8 +- 2 of each answer, so every step pushes the policy towards one answer or the other
+whatever the pictures show; on 2 cores that drift settled the tiny model on one answer before it found the cue.
+In the answer-token loop, batches drawn with equal answer counts learned the cue with each of 3 seeds where
+random batches failed with 2 of them (docs/cpu-training.md, "Does GRPO teach the tiny model to see?").
+
+verl 0.9.1 takes no custom sampler (``create_rl_sampler`` knows random and sequential only), so the order lives
+in the file and the run reads it as written (``data.shuffle=false``). Each answer's rows are spread evenly over
+the split: the j-th of the n rows with that answer (in a seeded random order) gets the key (j + u) / n, with u a
+seeded offset, and rows are sorted by key. Any B consecutive rows then hold each answer's share of B to within
+one row when there are two answers, and two rows with more. The key is the data source and the answer, so a mix
+build is stratified per task; for answers that rarely repeat (jigsaw orders) it is a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+ORDERS = ("source", "stratified")
+
+
+def stratified_order(keys: Sequence[str], seed: int) -> list[int]:
+    """Row positions sorted so that every run of consecutive rows holds each key close to its overall share."""
+    rng = np.random.default_rng(seed)
+    by_key: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        by_key.setdefault(key, []).append(position)
+    placed: list[tuple[float, float, int]] = []
+    for key in sorted(by_key):
+        rows = [by_key[key][i] for i in rng.permutation(len(by_key[key]))]
+        offset = float(rng.random())
+        # The second element breaks ties between keys at random rather than by key name.
+        placed += [((j + offset) / len(rows), float(rng.random()), row) for j, row in enumerate(rows)]
+    return [row for *_, row in sorted(placed)]
+
+
+def largest_imbalance(keys: Sequence[str], window: int) -> float:
+    """Over all runs of ``window`` consecutive rows, the largest gap between a key's count and its expected count.
+
+    ``stratified_order`` keeps this under 1 for two keys (under 2 for more); a random order of 320 rows {0, 180}
+    has about 4 to 5 for a window of 16.
+    """
+    if window < 1 or len(keys) < window:
+        raise ValueError(f"window must lie in [1, {len(keys)}], got {window}")
+    worst = 0.0
+    for key in set(keys):
+        hits = np.cumsum([0] + [k == key for k in keys])
+        counts = hits[window:] - hits[:-window]
+        worst = max(worst, float(np.max(np.abs(counts - window * hits[-1] / len(keys)))))
+    return worst
+
+
+def batch_positions(keys: Sequence[str], size: int, order: str, seed: int) -> Iterator[list[int]]:
+    """Endless training batches of ``size`` row positions, as verl draws them from a split of these answers.
+
+    ``random``: each batch drawn at random without replacement (verl's shuffled loader, in effect); ``stratified``:
+    consecutive windows of :func:`stratified_order`, wrapping around (a stratified build read with
+    ``data.shuffle=false``). For the in-process probes in ``scripts/``.
+    """
+    if not 1 <= size <= len(keys):
+        raise ValueError(f"batch size must lie in [1, {len(keys)}], got {size}")
+    rng = np.random.default_rng(seed)
+    if order == "random":
+        while True:
+            yield [int(i) for i in rng.choice(len(keys), size, replace=False)]
+    if order != "stratified":
+        raise ValueError(f"order must be random or stratified, got {order!r}")
+    sequence = stratified_order(keys, seed)
+    start = 0
+    while True:
+        yield [sequence[(start + i) % len(sequence)] for i in range(size)]
+        start = (start + size) % len(sequence)
