@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loss-tokens", choices=("all", "answer", "first"), default="all", help="response tokens the loss trains"
     )
+    parser.add_argument("--adam-eps", type=float, default=1e-8, help="AdamW's epsilon (verl's default is 1e-8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--order",
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = processor.tokenizer
     model = AutoModelForImageTextToText.from_pretrained(args.model)
     stop_ids = set(model.generation_config.eos_token_id)
+    # A sampled picture or video placeholder cannot be fed back: the model would look for pixels for it.
+    vision_ids = {model.config.image_token_id, model.config.video_token_id}
 
     def load(role: str) -> list[tuple[str, list, dict]]:
         file = args.data / manifest["files"][manifest[role]]
@@ -92,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         return compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
 
     def until_stop(ids: list[int]) -> list[int]:
-        """A generated row cut after its first stop token (the rest is padding), as verl's response mask does."""
+        """A generated row cut after its first stop token (the rest is padding), as verl's response mask does,
+        or before a sampled vision placeholder (that response is then scored and trained without it)."""
         for position, token in enumerate(ids):
             if token in stop_ids:
                 return ids[: position + 1]
+            if token in vision_ids:
+                return ids[:position]
         return ids
 
     def generate(batch, samples: int, sample: bool):
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             right += sum(score(row, ids)["acc"] for (_, _, row), ids in zip(batch, responses))
         return right / len(val)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, eps=args.adam_eps)
     model.train()
     print(f"step 0: held-out accuracy {evaluate():.3f} ({len(val)} puzzles)", flush=True)
     for step in range(1, args.steps + 1):
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         advantages = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)).view(-1)
 
         # Teacher-forced log-probs of the sampled responses: prompt (repeated per sample) + response, right-padded.
-        width = max(len(ids) for ids in responses)
+        width = max(1, *(len(ids) for ids in responses))
         response_ids = torch.full((len(responses), width), tokenizer.pad_token_id)
         valid = torch.zeros(len(responses), width, dtype=torch.long)  # attended: the response, not its padding
         mask = torch.zeros(len(responses), width)  # trained: the tokens --loss-tokens names
