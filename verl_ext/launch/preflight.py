@@ -16,7 +16,7 @@ any problem on stderr, exit status 2 on a problem):
 * ``settings CONFIG_DIR CONFIG_NAME --device D --train-files LIST [--cluster KEY=N ...] [--smoke] -- OVERRIDE ...``:
   composes the config with the launcher's cluster shape and the user's overrides, applies the rules of
   :mod:`verl_ext.launch.settings` (attention without flash-attn, batch size against the data, tensor parallel,
-  one-GPU memory, vLLM context length), runs verl's own config validation, and prints the overrides the
+  one-GPU memory, vLLM context length, row order of stratified builds), runs verl's own config validation, and prints the overrides the
   launcher adds, one per line; the reason for each goes to stderr.
 """
 
@@ -247,7 +247,7 @@ def launch_settings(
 
 
 def stratified_folders(train_files: list[Path]) -> list[str]:
-    """The folders among ``train_files``' whose build wrote its rows in stratified order (manifest ``args.order``)."""
+    """The folders of ``train_files`` whose build wrote its rows in stratified order (manifest ``args.order``)."""
     folders = []
     for folder in dict.fromkeys(Path(path).parent for path in train_files):
         try:

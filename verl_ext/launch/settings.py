@@ -19,6 +19,8 @@ The rules, and why each exists (all checked against verl 0.9.1's source):
   the curriculum's levels reach the puzzles that many steps late (:mod:`verl_ext.online.state`); verl's default of
   8 workers would mean 16 steps. Online puzzles are cheap (``scripts/bench_online.py``: one worker makes a
   512-prompt step in a few seconds, a GPU step takes minutes), so with the curriculum on the workers drop to 2.
+* row order: a build made with ``--order stratified`` holds every answer in its share in each run of rows
+  (:mod:`verl_ext.builder.order`); verl's shuffle would undo that, so such training files are read as written.
 * Ray: without ``RAY_ADDRESS`` the run starts a Ray of its own (``address=local``); ``ray.init`` would
   otherwise join any cluster ``ray start`` made on the machine, even a stopped one. With ``RAY_ADDRESS`` it
   joins that cluster, and the values a config sets for a local Ray (the CPU config's ``num_cpus``) are
