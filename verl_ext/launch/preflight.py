@@ -16,8 +16,8 @@ any problem on stderr, exit status 2 on a problem):
 * ``settings CONFIG_DIR CONFIG_NAME --device D --train-files LIST [--cluster KEY=N ...] [--smoke] -- OVERRIDE ...``:
   composes the config with the launcher's cluster shape and the user's overrides, applies the rules of
   :mod:`verl_ext.launch.settings` (attention without flash-attn, batch size against the data, tensor parallel,
-  one-GPU memory, vLLM context length, row order of stratified builds), runs verl's own config validation, and prints the overrides the
-  launcher adds, one per line; the reason for each goes to stderr.
+  one-GPU memory, vLLM context length, row order of stratified builds), runs verl's own config validation, and
+  prints the overrides the launcher adds, one per line; the reason for each goes to stderr.
 """
 
 from __future__ import annotations
