@@ -52,7 +52,7 @@ else
   echo "reusing $OUT/data"
 fi
 
-stage "4/6 GRPO through verl on CPU: $STEPS steps (about 4 s each after about a minute of start-up; log: $OUT/train_console.log)"
+stage "4/6 GRPO through verl on CPU: $STEPS steps (about 6 s each after about a minute of start-up; log: $OUT/train_console.log)"
 rm -rf "$OUT/checkpoints" "$OUT/merged" "$OUT/validation" "$OUT/rollouts" "$OUT/metrics.jsonl" "$OUT/plots"  # fresh
 # A tiny random model needs far larger steps than a pretrained 3B (the config's 1e-6): 5e-4 moves it within
 # minutes and stayed stable in trials, 1e-3 collapsed the format. Groups of 8 responses make it likely that a
