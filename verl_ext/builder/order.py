@@ -6,7 +6,8 @@ puzzles ({0, 180}) holds 8 +- 2 of each answer, so every step pushes the policy 
 whatever the pictures show; on 2 cores that drift settled the tiny model on one answer before it found the cue.
 In the answer-token loop, batches drawn with equal answer counts learned the cue with each of 3 seeds where
 random batches lost 2 seeds of 3 (docs/cpu-training.md, "Does GRPO teach the tiny model to see?"). It removes one
-drive towards a single answer, not every one: GRPO over whole responses still fell onto one answer with it.
+drive towards a single answer, not every one: GRPO over whole responses still fell onto one answer with it. It
+keeps the split's answer shares as built (a 172:148 split stays 172:148 in every batch's proportions).
 
 verl 0.9.1 takes no custom sampler (``create_rl_sampler`` knows random and sequential only), so the order lives
 in the file and the run reads it as written (``data.shuffle=false``). Each answer's rows are spread evenly over
