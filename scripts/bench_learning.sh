@@ -55,8 +55,9 @@ lock_folder "$OUT" "a learning benchmark" "wait for it to end, or set BENCH_DIR 
 ensure_learning_model "$OUT/model"
 # run_grpo.sh builds the puzzles the first time, counted exactly with the model's processor; the prompt length
 # of 256 set below (which run_grpo.sh also hands the builder) holds a 112-pixel scene's puzzle. The rows are in
-# stratified order, read as written (data.shuffle=false): every batch holds the answers in their overall shares,
-# so no step pushes the policy towards one answer for want of the other (verl_ext/builder/order.py).
+# stratified order, which run_grpo.sh reads as written (data.shuffle=false): every batch holds the answers in
+# their overall shares, so no step pushes the policy towards one answer for want of the other
+# (verl_ext/builder/order.py).
 export BUILD_ARGS="${KNOBS[*]} --tokenizer $OUT/model --order stratified"
 export INPUT="$SCENES"
 
@@ -71,7 +72,7 @@ start=$SECONDS
     trainer.test_freq="$VAL_EVERY" trainer.val_before_train=true trainer.resume_mode=disable \
     actor_rollout_ref.actor.optim.lr="$LR" actor_rollout_ref.rollout.n="$GROUP" trainer.total_epochs=1000 \
     data.train_batch_size="$PROMPTS" actor_rollout_ref.actor.ppo_mini_batch_size="$PROMPTS" \
-    data.val_batch_size=80 data.max_prompt_length=256 data.shuffle=false "$@" > "$OUT/train_console.log" 2>&1
+    data.val_batch_size=80 data.max_prompt_length=256 "$@" > "$OUT/train_console.log" 2>&1
 ) || { tail -n 40 "$OUT/train_console.log" >&2; echo "[bench_learning.sh] training failed (log: $OUT/train_console.log)" >&2; exit 1; }
 [[ "${DRY_RUN:-0}" == 1 ]] && { cat "$OUT/train_console.log"; exit 0; }  # the launcher's checks only
 echo "run: $((SECONDS - start)) s wall for $STEPS steps (log: $OUT/train_console.log)"

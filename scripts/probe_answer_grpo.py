@@ -18,12 +18,12 @@ that verl's validation scores a model that has learned the cue (docs/cpu-trainin
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
 
 from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
+from probe_common import add_common_arguments, group_advantages, report, row_pictures, update
 
 PREFIX = "<think> Let me look at the picture. </think> <answer>"
 
@@ -36,22 +36,7 @@ def chat_prompt(processor, prompt_cell) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="Hugging Face Qwen2.5-VL folder")
-    parser.add_argument("data", type=Path, help="built puzzle folder of a label task (manifest.json, parquet splits)")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--prompts", type=int, default=16, help="prompts per step")
-    parser.add_argument("--group", type=int, default=8, help="sampled answers per prompt")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--every", type=int, default=25, help="evaluate every this many steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--order",
-        choices=("random", "stratified"),
-        default="random",
-        help="training batches drawn at random (verl's shuffle) or as windows of a stratified order"
-        " (verl_ext/builder/order.py: every batch holds the answers in their overall shares)",
-    )
-    parser.add_argument("--grey", action="store_true", help="control: every picture flat grey")
+    add_common_arguments(parser, lr=1e-4, steps=200)
     parser.add_argument("--save", type=Path, default=None, help="write the trained model here")
     args = parser.parse_args(argv)
     manifest = json.loads((args.data / "manifest.json").read_text())
@@ -61,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     ensure_torchvision_importable()
     import pyarrow.parquet as pq
     import torch
-    from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from verl_ext.builder.order import batch_positions
@@ -78,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         file = args.data / manifest["files"][manifest[role]]
         rows = []
         for row in pq.read_table(file, columns=["prompt", "images", "reward_model"]).to_pylist():
-            pictures = [Image.open(io.BytesIO(image["bytes"])).convert("RGB") for image in row["images"]]
-            if args.grey:
-                pictures = [Image.new("RGB", picture.size, (128, 128, 128)) for picture in pictures]
             truth = first_token(row["reward_model"]["ground_truth"])
-            rows.append((chat_prompt(processor, row["prompt"]), pictures, truth))
+            rows.append((chat_prompt(processor, row["prompt"]), row_pictures(row["images"], args.grey), truth))
         return rows
 
     train, val = load("train_split"), load("val_split")
@@ -114,19 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         log_probs = torch.log_softmax(next_token_logits(batch), -1)
         actions = torch.multinomial(log_probs.exp().detach(), args.group, replacement=True)
         rewards = (actions == torch.tensor([truth for _, _, truth in batch])[:, None]).float()
-        advantages = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)
-        loss = -(advantages * log_probs.gather(1, actions)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        update(model, optimizer, -(group_advantages(rewards) * log_probs.gather(1, actions)).mean())
         if step % args.every == 0:
-            flat = float((rewards.std(1) == 0).float().mean())
-            print(
-                f"step {step}: held-out accuracy {evaluate():.3f}, training reward {float(rewards.mean()):.3f},"
-                f" flat groups {flat:.2f}",
-                flush=True,
-            )
+            report(step, evaluate(), rewards)
     if args.save:
         model.save_pretrained(args.save)
         processor.save_pretrained(args.save)

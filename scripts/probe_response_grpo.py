@@ -21,40 +21,24 @@ few minutes (about 1.6 s a step on 2 cores for 16 prompts x 8) rather than the h
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
-from pathlib import Path
 
 from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
+from probe_common import add_common_arguments, group_advantages, report, row_pictures, update
 
 ANSWER_TAG = "<answer>"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="Hugging Face Qwen2.5-VL folder")
-    parser.add_argument("data", type=Path, help="built puzzle folder (manifest.json, parquet splits)")
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--prompts", type=int, default=16, help="prompts per step")
-    parser.add_argument("--group", type=int, default=8, help="sampled responses per prompt")
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--every", type=int, default=25, help="evaluate every this many steps")
+    add_common_arguments(parser, lr=2e-4, steps=150)
     parser.add_argument("--max-new-tokens", type=int, default=48, help="response length limit")
     parser.add_argument("--agg", choices=("token-mean", "seq-mean"), default="token-mean", help="loss aggregation")
     parser.add_argument(
         "--loss-tokens", choices=("all", "answer", "first"), default="all", help="response tokens the loss trains"
     )
     parser.add_argument("--adam-eps", type=float, default=1e-8, help="AdamW's epsilon (verl's default is 1e-8)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--order",
-        choices=("random", "stratified"),
-        default="random",
-        help="training batches drawn at random (verl's shuffle) or as windows of a stratified order"
-        " (verl_ext/builder/order.py: every batch holds the answers in their overall shares)",
-    )
-    parser.add_argument("--grey", action="store_true", help="control: every picture flat grey")
     args = parser.parse_args(argv)
     manifest = json.loads((args.data / "manifest.json").read_text())
 
@@ -63,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     ensure_torchvision_importable()
     import pyarrow.parquet as pq
     import torch
-    from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from verl_ext.builder.order import batch_positions
@@ -82,12 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         columns = ["data_source", "prompt", "images", "reward_model", "extra_info"]
         for row in pq.read_table(file, columns=columns).to_pylist():
-            pictures = [Image.open(io.BytesIO(image["bytes"])).convert("RGB") for image in row["images"]]
-            if args.grey:
-                pictures = [Image.new("RGB", picture.size, (128, 128, 128)) for picture in pictures]
             messages = chat_messages(list(row["prompt"]))
             text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            rows.append((text, pictures, row))
+            rows.append((text, row_pictures(row["images"], args.grey), row))
         return rows
 
     def score(row: dict, response_ids: list[int]) -> dict[str, float]:
@@ -147,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         rewards = torch.tensor(
             [score(batch[k // args.group][2], ids)["score"] for k, ids in enumerate(responses)]
         ).view(args.prompts, args.group)
-        advantages = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)).view(-1)
+        advantages = group_advantages(rewards).view(-1)
 
         # Teacher-forced log-probs of the sampled responses: prompt (repeated per sample) + response, right-padded.
         width = max(1, *(len(ids) for ids in responses))
@@ -173,17 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             loss = -weighted.sum() / mask.sum().clamp(min=1)
         else:
             loss = -(weighted.sum(1) / mask.sum(1).clamp(min=1)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        update(model, optimizer, loss)
         if step % args.every == 0:
-            flat = float((rewards.std(1) == 0).float().mean())
-            print(
-                f"step {step}: held-out accuracy {evaluate():.3f}, training reward {float(rewards.mean()):.3f},"
-                f" flat groups {flat:.2f}",
-                flush=True,
-            )
+            report(step, evaluate(), rewards)
     return 0
 
 
