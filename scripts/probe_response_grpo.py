@@ -11,11 +11,12 @@ first (``seq-mean``). With one optimizer update per batch the PPO ratio is 1 and
 verl's GRPO step without the KL term. Greedy held-out accuracy (the reward's ``acc``) is printed every ``--every``
 steps.
 
-``--loss-tokens`` narrows the loss to the tokens from the answer tag on (``answer``) or to the answer's first token
-(``first``), to find which tokens keep the policy from learning. ``scripts/probe_answer_grpo.py`` is the other end:
-the first answer token after a thought fixed in the prompt, nothing sampled before it. A recipe is tried here in a
-few minutes (about 1.6 s a step on 2 cores for 16 prompts x 8) rather than the hour of a verl run
-(docs/cpu-training.md, "Does GRPO teach the tiny model to see?").
+``--loss-tokens`` narrows the loss to the tokens from the answer tag on (``answer``), to the answer's first token
+(``first``) or to every token up to and including it (``through-first``), to find which tokens keep the policy
+from learning. ``scripts/probe_answer_grpo.py`` is the other end: the first answer token after a thought fixed in
+the prompt, nothing sampled before it. A recipe is tried here in a few minutes (about 1.6 s a step on 2 cores for
+16 prompts x 8) rather than the hour of a verl run (docs/cpu-training.md, "Does GRPO teach the tiny model to
+see?").
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=48, help="response length limit")
     parser.add_argument("--agg", choices=("token-mean", "seq-mean"), default="token-mean", help="loss aggregation")
     parser.add_argument(
-        "--loss-tokens", choices=("all", "answer", "first"), default="all", help="response tokens the loss trains"
+        "--loss-tokens",
+        choices=("all", "answer", "first", "through-first"),
+        default="all",
+        help="response tokens the loss trains",
     )
     parser.add_argument("--adam-eps", type=float, default=1e-8, help="AdamW's epsilon (verl's default is 1e-8)")
     args = parser.parse_args(argv)
@@ -99,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         return encoded, [until_stop(ids) for ids in out[:, encoded.input_ids.shape[1] :].tolist()]
 
     def trained_span(ids: list[int]) -> tuple[int, int]:
-        """Where the loss applies in one response: all of it, or from the first token after the answer tag."""
+        """Where the loss applies in one response (``--loss-tokens``), as [start, end) token positions."""
         if args.loss_tokens == "all":
             return 0, len(ids)
-        start = next((i for i in range(len(ids) + 1) if ANSWER_TAG in tokenizer.decode(ids[:i])), len(ids))
-        return start, (min(start + 1, len(ids)) if args.loss_tokens == "first" else len(ids))
+        answer = next((i for i in range(len(ids) + 1) if ANSWER_TAG in tokenizer.decode(ids[:i])), len(ids))
+        first = min(answer + 1, len(ids))  # just after the answer's first token
+        return {"answer": (answer, len(ids)), "first": (answer, first), "through-first": (0, first)}[args.loss_tokens]
 
     train, val = load("train_split"), load("val_split")
     batches = batch_positions(

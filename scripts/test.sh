@@ -6,6 +6,7 @@
 # Environment:
 #   VENV           virtual environment to create or reuse          [.venv in the repository]
 #   TEST_TIMEOUT   wall-clock limit for the pytest run, `timeout` syntax  [60m]
+#   TEST_WORKERS   pytest-xdist worker processes; 0 runs everything in this process   [2]
 #   SKIP_LINT=1    skip the style gate (scripts/lint.sh), e.g. while iterating on one test
 #   (see scripts/lib/install.sh for PYTHON, TORCH_CPU_INDEX, FORCE_INSTALL)
 set -euo pipefail
@@ -34,9 +35,13 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # A private pytest base folder: pytest keeps only the 3 newest numbered folders per user, so another pytest session
 # on the same machine would otherwise delete the folders of this (long) run while it still uses them.
 basetemp="$(mktemp -d "${TMPDIR:-/tmp}/verl_ext_tests.XXXXXX")"
+# Two workers on 2 cores: the end-to-end verl runs all go to one of them, one after another (tests/conftest.py
+# puts them in one group; --dist loadgroup keeps a group on one worker), while the other worker runs the rest,
+# most of which keeps one core busy at a time. Arguments given to this script come last, so `-n 0` there wins.
+workers=(-n "${TEST_WORKERS:-2}" --dist loadgroup)
 set +e
 timeout --kill-after=60 "${TEST_TIMEOUT:-60m}" "$VENV/bin/python" -m pytest tests -ra --durations=15 \
-  --basetemp="$basetemp/pytest" -p no:cacheprovider "$@"
+  --basetemp="$basetemp/pytest" -p no:cacheprovider "${workers[@]}" "$@"
 status=$?
 set -e
 [[ "$status" -eq 0 ]] && rm -rf "$basetemp"  # kept on failure, for the logs of the end-to-end run

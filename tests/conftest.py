@@ -5,20 +5,49 @@ Fixtures here are used by several test modules; add yours below with a comment s
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+# scripts/test.sh runs the suite on two pytest-xdist workers: every end-to-end test goes to one of them, in this
+# group, so two verl runs never share the 2 cores, while the other worker runs the rest beside them.
+E2E_GROUP = "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group(E2E_GROUP))
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` once per test run, shared by every pytest-xdist worker (each has a session of its own):
+    the first worker to get here builds under a file lock, the others wait and reuse the folder. Without xdist
+    the folder lies in this session's own base folder, as any session fixture's would."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above the per-worker ones
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            build(folder)
+            done.write_text(str(folder))
+    return folder
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny Qwen2.5-VL (model, tokenizer, processor, chat template), built once per test session.
+    """A random tiny Qwen2.5-VL (model, tokenizer, processor, chat template), built once per test run.
 
     Used by the tokenizer/processor dependent tests (tiny model, token budget, CPU training run).
     """
     from verl_ext.tiny_model import save_tiny_model
 
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2.5-vl"), size="tiny")
+    return built_once(tmp_path_factory, "tiny-qwen2.5-vl", lambda folder: save_tiny_model(folder, size="tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +76,10 @@ def format_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from verl_ext.tiny_model import save_tiny_model
 
-    directory = tmp_path_factory.mktemp("tiny-qwen2.5-vl-format")
-    return save_tiny_model(directory, size="tiny", format_warmup_steps=FORMAT_WARMUP_STEPS)
+    def build(folder: Path) -> Path:
+        return save_tiny_model(folder, size="tiny", format_warmup_steps=FORMAT_WARMUP_STEPS)
+
+    return built_once(tmp_path_factory, "tiny-qwen2.5-vl-format", build)
 
 
 def pytest_configure(config: pytest.Config) -> None:
