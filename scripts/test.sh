@@ -35,10 +35,10 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # A private pytest base folder: pytest keeps only the 3 newest numbered folders per user, so another pytest session
 # on the same machine would otherwise delete the folders of this (long) run while it still uses them.
 basetemp="$(mktemp -d "${TMPDIR:-/tmp}/verl_ext_tests.XXXXXX")"
-# Two workers on 2 cores: the end-to-end verl runs all go to one of them, one after another (tests/conftest.py
-# puts them in one group; --dist loadgroup keeps a group on one worker), while the other worker runs the rest,
-# most of which keeps one core busy at a time. Arguments given to this script come last, so `-n 0` there wins.
-workers=(-n "${TEST_WORKERS:-2}" --dist loadgroup)
+# Two workers on 2 cores: the modules with end-to-end verl runs all go to one of them, one after another, while
+# the other worker runs the rest, most of which keeps one core busy at a time (tests/conftest.py schedules them;
+# every module stays on one worker). Arguments given to this script come last, so `-n 0` there wins.
+workers=(-n "${TEST_WORKERS:-2}" --dist loadscope)
 set +e
 timeout --kill-after=60 "${TEST_TIMEOUT:-60m}" "$VENV/bin/python" -m pytest tests -ra --durations=15 \
   --basetemp="$basetemp/pytest" -p no:cacheprovider "${workers[@]}" "$@"

@@ -5,21 +5,45 @@ Fixtures here are used by several test modules; add yours below with a comment s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-# scripts/test.sh runs the suite on two pytest-xdist workers: every end-to-end test goes to one of them, in this
-# group, so two verl runs never share the 2 cores, while the other worker runs the rest beside them.
+# scripts/test.sh runs the suite on two pytest-xdist workers (--dist loadscope): each test module goes to one
+# worker as a whole, so its module fixtures are built once, and every module with end-to-end tests goes to one
+# worker as one unit, first, so two verl runs never share the 2 cores while the other worker runs the rest.
+# xdist's own grouping mark (xdist_group with --dist loadgroup) is not used: with pytest 9.2 it silently groups
+# nothing (pytest-dev/pytest-xdist#1386).
 E2E_GROUP = "e2e"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.xdist_group(E2E_GROUP))
+@functools.cache
+def _has_e2e_tests(module: Path) -> bool:
+    """Whether a test module marks any of its tests ``e2e`` (the scheduler sees node ids, not marks)."""
+    return module.is_file() and "pytest.mark.e2e" in module.read_text(encoding="utf-8")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:  # xdist's types: imported late
+    """With ``--dist loadscope``: xdist's by-module units, with every end-to-end module in one unit, sent first."""
+    if config.getvalue("dist") != "loadscope":
+        return None  # xdist's own scheduler for the mode asked for
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return E2E_GROUP if _has_e2e_tests(config.rootpath / module) else module
+
+        def _assign_work_unit(self, node: object) -> None:
+            if E2E_GROUP in self.workqueue:
+                self.workqueue.move_to_end(E2E_GROUP, last=False)  # the longest unit starts first
+            super()._assign_work_unit(node)
+
+    return SuiteScheduling(config, log)
 
 
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
