@@ -41,8 +41,8 @@
 # Settings chosen from the hardware and the data (each printed with its reason; a key set on the command line
 # is never changed, see verl_ext/launch/settings.py): PyTorch SDPA attention on padded batches when flash-attn
 # is not installed; a vLLM tensor-parallel size that divides the GPUs per node; actor offload on a single GPU;
-# vLLM's max_model_len = prompt + response length. A training split smaller than one batch is refused, and
-# verl's own config validation runs before Ray starts.
+# vLLM's max_model_len = prompt + response length. A training split smaller than one batch is refused; verl's
+# own config validation runs before Ray starts (in verl's main_ppo; here for DRY_RUN=1 and --cfg job).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -219,6 +219,9 @@ main() {
   preflight_flags=()
   [[ "$SMOKE" == 1 ]] && preflight_flags=(--smoke)
   hydra_print_only "$@" && preflight_flags+=(--print-only)
+  # verl's main_ppo validates the batch layout itself before Ray starts; the launcher repeats that check only
+  # when verl will not run (a printed config, DRY_RUN), as importing verl's config classes costs seconds.
+  if ! hydra_print_only "$@" && [[ "${DRY_RUN:-0}" != 1 ]]; then preflight_flags+=(--no-verl-validation); fi
   chosen="$(preflight settings "$CONFIG_DIR" "$CONFIG" --device "$DEVICE" --train-files "$train_override" \
     ${cluster[@]+"${cluster[@]}"} ${preflight_flags[@]+"${preflight_flags[@]}"} -- \
     ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} ${online_args[@]+"${online_args[@]}"} "$@")" || exit 1

@@ -197,12 +197,18 @@ def launch_settings(
     cluster: list[str],
     smoke: bool,
     print_only: bool = False,
+    verl_validation: bool = True,
 ) -> list[str]:
     """The overrides the launcher adds between its own (``cluster``: GPUs per node, nodes) and the user's.
 
     First the smoke settings (when asked), then the decisions of :mod:`verl_ext.launch.settings`. Keys the user
     set are never changed. Raises PreflightError when a rule or verl's own validation refuses the configuration;
     with ``print_only`` (the user passed ``--cfg``) the data and batch refusals are printed as warnings instead.
+
+    ``verl_validation=False`` leaves verl's batch-layout validation to verl: its ``main_ppo`` runs the same check
+    first thing, before Ray starts, and importing verl's config classes for it here costs a launch 5-9 s on 2
+    cores (tensordict imports torch's compiler stack). The launcher asks for it only when verl will not run: the
+    config is only printed, or DRY_RUN.
     """
     import importlib.util
     import os
@@ -241,7 +247,8 @@ def launch_settings(
         print(f"setting {' '.join(decision.overrides)}: {decision.reason}", file=sys.stderr)
     if decisions:  # otherwise the config composed above is already the final one
         config = compose(config_dir, config_name, [*fixed, *added, *user_overrides])
-    refuse_or_warn(lambda: settings.validate_with_verl(config), print_only)
+    if verl_validation:
+        refuse_or_warn(lambda: settings.validate_with_verl(config), print_only)
     refuse_or_warn(lambda: check_rows(config), print_only)
     return added
 
@@ -349,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     decide.add_argument("--smoke", action="store_true")
     decide.add_argument("--print-only", action="store_true", help="the config is only printed: refusals warn")
     decide.add_argument("--cluster", action="append", default=[], help="the launcher's trainer.* overrides")
+    decide.add_argument(
+        "--no-verl-validation", action="store_true", help="leave verl's config validation to verl's main_ppo"
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the user's Hydra overrides, flags such as --cfg included (argparse's subparsers
     # would try to read those).
@@ -379,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster=args.cluster,
                 smoke=args.smoke,
                 print_only=args.print_only,
+                verl_validation=not args.no_verl_validation,
             )
             print("\n".join(added))
         else:

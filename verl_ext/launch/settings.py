@@ -352,7 +352,8 @@ def decide(
 
 
 def validate_with_verl(config: DictConfig, quiet: bool = False) -> None:
-    """verl's own batch-layout validation (the one main_ppo runs after Ray is up), run before Ray starts."""
+    """verl's own batch-layout validation, the check ``main_ppo`` runs first thing, before ``ray.init``: here for
+    when verl does not run (a printed config, DRY_RUN) and for trying batch sizes."""
     from verl.utils.config import validate_config
 
     actor = config.actor_rollout_ref.actor
