@@ -115,7 +115,12 @@ def test_a_launch_leaves_the_layout_check_to_verl_which_refuses_before_ray_start
     """A real launch skips the launcher's copy of verl's validation (seconds of imports): verl's main_ppo runs it
     before ray.init. Were that to change in verl, this run would try to join the cluster named in RAY_ADDRESS."""
     tmp_path, env = setup
-    result = run(["rotation", "mmbench"], {**cluster(env, 7, 3), "DEVICE": "cpu", "RUN_TIMEOUT": "120"}, gpus=0, tmp_path=tmp_path)
+    result = run(
+        ["rotation", "mmbench"],
+        {**cluster(env, 7, 3), "DEVICE": "cpu", "RUN_TIMEOUT": "120"},
+        gpus=0,
+        tmp_path=tmp_path,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "must be divisible" in output and "verl rejects this configuration" not in output
