@@ -11,7 +11,14 @@ import json
 
 import pytest
 from test_configs import CONFIG_DIR, compose
-from test_run_scripts import dry_run, overrides_of, run, setup, write_dataset  # noqa: F401 - setup is a fixture
+from test_run_scripts import (  # noqa: F401 - setup is a fixture
+    dry_run,
+    launcher_setup,
+    overrides_of,
+    run,
+    setup,
+    write_dataset,
+)
 
 from verl_ext.launch import settings
 from verl_ext.launch.errors import PreflightError
@@ -31,12 +38,19 @@ def fake_flash_attn(tmp_path) -> str:
     return str(tmp_path / "site")
 
 
+@pytest.fixture(scope="module")
+def eight_gpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], str]:
+    """The verl command and stderr of one dry run of a first launch on an 8-GPU node, which several checks below
+    read (a dry run takes seconds: the launcher imports verl for its config validation)."""
+    tmp_path, env = launcher_setup(tmp_path_factory.mktemp("eight_gpus"))
+    return dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+
+
 # ---- 1. attention without flash-attn
 
 
-def test_without_flash_attn_both_attention_settings_change_together(setup):
-    tmp_path, env = setup
-    command, stderr = dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+def test_without_flash_attn_both_attention_settings_change_together(eight_gpus):
+    command, stderr = eight_gpus
     values = overrides_of(command)
     assert values["actor_rollout_ref.model.use_remove_padding"] == "false"
     assert values["++actor_rollout_ref.model.override_config.attn_implementation"] == "sdpa"
@@ -68,9 +82,8 @@ def test_asking_for_flash_attention_without_flash_attn_is_refused_with_the_insta
     assert "Traceback" not in result.stderr
 
 
-def test_sdpa_settings_pass_verls_validation_and_reach_the_composed_config(setup):
-    tmp_path, env = setup
-    command, _ = dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+def test_sdpa_settings_pass_verls_validation_and_reach_the_composed_config(eight_gpus):
+    command, _ = eight_gpus
     added = [arg for arg in command if "attn_implementation" in arg or "use_remove_padding" in arg]
     config = compose("grpo_qwen2_5_vl", added)
     assert config.actor_rollout_ref.model.use_remove_padding is False
@@ -173,9 +186,8 @@ def test_one_gpu_offloads_the_actor(setup):
     assert "one GPU" in stderr
 
 
-def test_several_gpus_keep_the_actor_on_the_gpus(setup):
-    tmp_path, env = setup
-    command, _ = dry_run(["rotation", "mmbench"], cluster(env, 8), tmp_path, gpus=0)
+def test_several_gpus_keep_the_actor_on_the_gpus(eight_gpus):
+    command, _ = eight_gpus
     assert not any("offload" in key for key in overrides_of(command))
 
 

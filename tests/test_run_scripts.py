@@ -101,6 +101,11 @@ def fake_nvidia_smi(bin_dir: Path, gpus: int) -> Path:
 @pytest.fixture
 def setup(tmp_path):
     """Fake model and data, and an environment that keeps every output under tmp_path."""
+    return launcher_setup(tmp_path)
+
+
+def launcher_setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """What ``setup`` gives, in a folder of the caller's (a module fixture shares one launch between tests)."""
     env = {
         k: v
         for k, v in os.environ.items()
