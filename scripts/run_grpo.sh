@@ -218,10 +218,13 @@ main() {
   [[ -n "$NNODES" ]] && cluster+=(--cluster "trainer.nnodes=$NNODES")
   preflight_flags=()
   [[ "$SMOKE" == 1 ]] && preflight_flags=(--smoke)
-  hydra_print_only "$@" && preflight_flags+=(--print-only)
   # verl's main_ppo validates the batch layout itself before Ray starts; the launcher repeats that check only
   # when verl will not run (a printed config, DRY_RUN), as importing verl's config classes costs seconds.
-  if ! hydra_print_only "$@" && [[ "${DRY_RUN:-0}" != 1 ]]; then preflight_flags+=(--no-verl-validation); fi
+  if hydra_print_only "$@"; then
+    preflight_flags+=(--print-only)
+  elif [[ "${DRY_RUN:-0}" != 1 ]]; then
+    preflight_flags+=(--no-verl-validation)
+  fi
   chosen="$(preflight settings "$CONFIG_DIR" "$CONFIG" --device "$DEVICE" --train-files "$train_override" \
     ${cluster[@]+"${cluster[@]}"} ${preflight_flags[@]+"${preflight_flags[@]}"} -- \
     ${PLATFORM_OVERRIDES[@]+"${PLATFORM_OVERRIDES[@]}"} ${online_args[@]+"${online_args[@]}"} "$@")" || exit 1
