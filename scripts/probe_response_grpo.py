@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         help="response tokens the loss trains",
     )
     parser.add_argument("--adam-eps", type=float, default=1e-8, help="AdamW's epsilon (verl's default is 1e-8)")
+    parser.add_argument(
+        "--prefill",
+        default="",
+        help="text that starts every response, written rather than sampled and never trained (e.g. the fixed"
+        " thought and the answer tag); the reward reads it with the sampled rest",
+    )
     args = parser.parse_args(argv)
     manifest = json.loads((args.data / "manifest.json").read_text())
 
@@ -70,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         columns = ["data_source", "prompt", "images", "reward_model", "extra_info"]
         for row in pq.read_table(file, columns=columns).to_pylist():
             messages = chat_messages(list(row["prompt"]))
-            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + args.prefill
             rows.append((text, row_pictures(row["images"], args.grey), row))
         return rows
 
     def score(row: dict, response_ids: list[int]) -> dict[str, float]:
-        text = tokenizer.decode(response_ids, skip_special_tokens=True)
+        text = args.prefill + tokenizer.decode(response_ids, skip_special_tokens=True)
         return compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
 
     def until_stop(ids: list[int]) -> list[int]:
@@ -106,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         """Where the loss applies in one response (``--loss-tokens``), as [start, end) token positions."""
         if args.loss_tokens == "all":
             return 0, len(ids)
-        answer = next((i for i in range(len(ids) + 1) if ANSWER_TAG in tokenizer.decode(ids[:i])), len(ids))
+        if ANSWER_TAG in args.prefill:  # the answer tag was written, not sampled: the answer starts the response
+            answer = 0
+        else:
+            answer = next((i for i in range(len(ids) + 1) if ANSWER_TAG in tokenizer.decode(ids[:i])), len(ids))
         first = min(answer + 1, len(ids))  # just after the answer's first token
         return {"answer": (answer, len(ids)), "first": (answer, first), "through-first": (0, first)}[args.loss_tokens]
 

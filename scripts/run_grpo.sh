@@ -247,6 +247,8 @@ main() {
     "actor_rollout_ref.model.path=$MODEL_PATH"
     "trainer.experiment_name=$EXPERIMENT_NAME"
     "trainer.default_local_dir=$SAVE_DIR"
+    # Our agent loops by name (configs/agent_loops.yaml); the CPU config samples with the seeded one.
+    "actor_rollout_ref.rollout.agent.agent_loop_config_path=$REPO_ROOT/configs/agent_loops.yaml"
     # Set through Ray so the trainer process gets it on whichever node it runs (Ray's processes inherit the
     # environment of their node's `ray start`, not this one's).
     "++ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=$TENSORBOARD_DIR"

@@ -330,3 +330,21 @@ def test_the_launcher_joins_the_cluster_ray_address_names(setup):
     overrides = overrides_of(command)
     assert overrides["ray_kwargs.ray_init.num_cpus"] == "null" and overrides["ray_kwargs.ray_init.address"] == "null"
     assert "joining the Ray cluster at 10.0.0.1:6379" in stderr
+
+
+def test_full_determinism_gets_a_seed_per_request_or_is_refused():
+    """verl 0.9.1 seeds every request alike under full determinism: identical responses in every group."""
+    from verl_ext.seeded_rollout import NAME
+
+    assert settings.SEEDED_LOOP == NAME
+    gpu = compose("grpo_qwen2_5_vl", [f"{settings.FULL_DETERMINISM_KEY}=true"])
+    decided = settings.sampling_seeds(gpu, set())
+    assert [d.overrides for d in decided] == [(f"{settings.AGENT_LOOP_KEY}={NAME}",)]
+    assert "identical" in decided[0].reason
+    with pytest.raises(PreflightError, match=f"{settings.AGENT_LOOP_KEY}={NAME}"):
+        settings.sampling_seeds(gpu, {settings.AGENT_LOOP_KEY})
+    assert settings.sampling_seeds(compose("grpo_qwen2_5_vl", []), set()) == []  # vLLM's engine-wide generator
+    seeded = compose("grpo_cpu_tiny", [f"{settings.FULL_DETERMINISM_KEY}=true"])
+    assert settings.sampling_seeds(seeded, set()) == []  # the CPU config samples with the seeded loop already
+    one = compose("grpo_qwen2_5_vl", [f"{settings.FULL_DETERMINISM_KEY}=true", "actor_rollout_ref.rollout.n=1"])
+    assert settings.sampling_seeds(one, set()) == []

@@ -9,7 +9,9 @@ place that sees every import in a process, so the fixes are attached to module n
 * after transformers' Qwen2.5-VL modelling module is imported:
   :func:`verl_ext.cpu.patch_embed.patch_qwen2_5_vl_patch_embed` (the vision patch embedding as one GEMM);
 * after verl's FSDP engine module is imported: :func:`verl_ext.cpu.reference_offload.unpin_reference_offload`
-  (the reference model's offload without pinned memory, so the KL loss runs on CPU).
+  (the reference model's offload without pinned memory, so the KL loss runs on CPU);
+* after verl's single-turn agent loop is imported: :mod:`verl_ext.seeded_rollout`, which registers the seeded
+  loop the CPU config samples with (verl builds agent loops in its own worker processes, by registered name).
 
 When ``VERL_EXT_PAUSE_AT`` is set (crash tests), the pause point it names is attached the same way
 (:mod:`verl_ext.cpu.pause_points`).
@@ -53,11 +55,16 @@ def _after_verl_fsdp_engine(module: ModuleType) -> None:
     unpin_reference_offload(module)
 
 
+def _after_verl_single_turn_loop(module: ModuleType) -> None:
+    import verl_ext.seeded_rollout  # noqa: F401  (registers the seeded agent loop)
+
+
 BEFORE_IMPORT: dict[str, Callable[[], None]] = {"torchvision": _before_torchvision}
 AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {
     "vllm.model_executor.layers.utils": _after_vllm_layer_utils,
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl": _after_qwen2_5_vl_modeling,
     "verl.workers.engine.fsdp.transformer_impl": _after_verl_fsdp_engine,
+    "verl.experimental.agent_loop.single_turn_agent_loop": _after_verl_single_turn_loop,
 }
 
 

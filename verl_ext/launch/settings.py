@@ -21,6 +21,9 @@ The rules, and why each exists (all checked against verl 0.9.1's source):
   512-prompt step in a few seconds, a GPU step takes minutes), so with the curriculum on the workers drop to 2.
 * row order: a build made with ``--order stratified`` holds every answer in its share in each run of rows
   (:mod:`verl_ext.builder.order`); verl's shuffle would undo that, so such training files are read as written.
+* sampling seeds: with ``rollout.full_determinism`` verl 0.9.1 gives every vLLM request the same seed, so the
+  ``rollout.n`` responses to a prompt come out identical and every GRPO group is flat; the seeded agent loop
+  (:mod:`verl_ext.seeded_rollout`) gives each request its own, which verl then keeps.
 * Ray: without ``RAY_ADDRESS`` the run starts a Ray of its own (``address=local``); ``ray.init`` would
   otherwise join any cluster ``ray start`` made on the machine, even a stopped one. With ``RAY_ADDRESS`` it
   joins that cluster, and the values a config sets for a local Ray (the CPU config's ``num_cpus``) are
@@ -258,6 +261,28 @@ def max_model_len(config: DictConfig, explicit: set[str]) -> list[Decision]:
     ]
 
 
+FULL_DETERMINISM_KEY = "actor_rollout_ref.rollout.full_determinism"
+AGENT_LOOP_KEY = "actor_rollout_ref.rollout.agent.default_agent_loop"
+VERL_SINGLE_TURN_LOOP = "single_turn_agent"
+SEEDED_LOOP = "seeded_single_turn"  # verl_ext.seeded_rollout.NAME, named here without importing verl
+
+
+def sampling_seeds(config: DictConfig, explicit: set[str]) -> list[Decision]:
+    """Under verl's full determinism, one seed per request rather than one for all (identical groups)."""
+    rollout = config.actor_rollout_ref.rollout
+    if not _get(config, FULL_DETERMINISM_KEY, False) or int(rollout.n) < 2:
+        return []
+    if _get(config, AGENT_LOOP_KEY) != VERL_SINGLE_TURN_LOOP:
+        return []  # the seeded loop, or a loop of the user's own that may seed its requests
+    why = (
+        f"with {FULL_DETERMINISM_KEY}=true verl gives every vLLM request the same seed, so the {rollout.n} "
+        "responses to a prompt come out identical and every GRPO group is flat"
+    )
+    if AGENT_LOOP_KEY in explicit:
+        raise PreflightError(f"{why}. Use {AGENT_LOOP_KEY}={SEEDED_LOOP} (a seed of its own for every request).")
+    return [Decision((f"{AGENT_LOOP_KEY}={SEEDED_LOOP}",), f"a seed of its own for every rollout request: {why}.")]
+
+
 # ray.init arguments Ray refuses when it connects to a running cluster (ray/_private/worker.py, Ray 2.60).
 LOCAL_RAY_ONLY = ("num_cpus", "num_gpus", "resources", "labels", "object_store_memory")
 RAY_ADDRESS_KEY = "ray_kwargs.ray_init.address"
@@ -347,6 +372,7 @@ def decide(
         decisions += single_gpu_memory(config, explicit)
     decisions += max_model_len(config, explicit)
     decisions += curriculum_workers(config, explicit)
+    decisions += sampling_seeds(config, explicit)
     decisions += ray_cluster(config, explicit, ray_address)
     return decisions
 

@@ -1,0 +1,97 @@
+"""The seeded agent loop: a reproducible seed of its own for every rollout request, and how verl finds it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("verl")
+
+from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop  # noqa: E402
+
+from verl_ext import seeded_rollout  # noqa: E402
+from verl_ext.seeded_rollout import NAME, SeededSingleTurnAgentLoop, request_seed  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BOOT = REPO / "verl_ext" / "cpu" / "boot"
+
+
+def test_request_seeds_are_reproducible_distinct_and_in_range() -> None:
+    seeds = [request_seed(42, request, position) for request in range(64) for position in range(16)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= seed < 2**63 for seed in seeds)
+    assert seeds == [request_seed(42, request, position) for request in range(64) for position in range(16)]
+    assert request_seed(42, 0, 0) != request_seed(43, 0, 0)
+
+
+def _sampled_params(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[dict[str, Any], int]]) -> list[dict]:
+    """The sampling parameters each call of the seeded loop hands to verl's loop, in a fresh process count."""
+    seen: list[dict[str, Any]] = []
+
+    async def record(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> None:
+        seen.append(sampling_params)
+
+    monkeypatch.setattr(SingleTurnAgentLoop, "run", record)
+    monkeypatch.setattr(seeded_rollout, "_requests", itertools.count())
+    loop = object.__new__(SeededSingleTurnAgentLoop)  # verl's constructor needs a running server; run() does not
+    loop.rollout_config = SimpleNamespace(seed=42)
+
+    async def all_calls() -> None:
+        # Started together, as verl starts a step's samples: the count follows the order they were started in.
+        await asyncio.gather(*(loop.run(params, priority=priority, raw_prompt=[]) for params, priority in calls))
+
+    asyncio.run(all_calls())
+    return seen
+
+
+def test_every_request_gets_its_own_seed_the_same_in_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = {"temperature": 1.0, "top_p": 1.0}
+    calls = [(shared, priority) for priority in range(8)] * 2  # two steps of one group of 8 samples
+    first = _sampled_params(monkeypatch, calls)
+    seeds = [params["seed"] for params in first]
+    assert len(set(seeds)) == len(seeds), "two samples share a seed: their responses would be identical"
+    assert "seed" not in shared, "the caller's parameters (shared by every sample) must not be changed"
+    assert all(params["temperature"] == 1.0 for params in first)
+    assert [params["seed"] for params in _sampled_params(monkeypatch, calls)] == seeds
+
+
+def test_a_seed_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _sampled_params(monkeypatch, [({"seed": 7}, 0)])[0]["seed"] == 7
+
+
+def test_the_cpu_start_up_hook_registers_the_loop_in_every_process() -> None:
+    """verl builds agent loops by registered name in its own worker processes; on the CPU path none of them
+    imports this project, so the start-up hook must register the loop as verl's single-turn loop is imported."""
+    code = """
+        import verl.experimental.agent_loop.single_turn_agent_loop
+        from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+        print(_agent_loop_registry["seeded_single_turn"]["_target_"])
+    """
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BOOT), *paths])}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "verl_ext.seeded_rollout.SeededSingleTurnAgentLoop"
+
+
+def test_the_agent_loop_file_names_the_loop_verl_can_build() -> None:
+    """configs/agent_loops.yaml is what run_grpo.sh hands verl (GPU runs have no start-up hook)."""
+    entries = yaml.safe_load((REPO / "configs" / "agent_loops.yaml").read_text())
+    entry = next(e for e in entries if e["name"] == NAME)
+    module, _, name = entry["_target_"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is SeededSingleTurnAgentLoop
+    cpu = yaml.safe_load((REPO / "configs" / "grpo_cpu_tiny.yaml").read_text())
+    assert cpu["actor_rollout_ref"]["rollout"]["agent"]["default_agent_loop"] == NAME
