@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--adam-eps", type=float, default=1e-8, help="AdamW's epsilon (verl's default is 1e-8)")
     parser.add_argument(
+        "--optimizer",
+        choices=("adamw", "sgd"),
+        default="adamw",
+        help="sgd: plain gradient steps (verl: actor.optim.optimizer=SGD), no per-parameter step sizes",
+    )
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD's momentum")
+    parser.add_argument(
         "--prefill",
         default="",
         help="text that starts every response, written rather than sampled and never trained (e.g. the fixed"
@@ -132,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             right += sum(score(row, ids)["acc"] for (_, _, row), ids in zip(batch, responses))
         return right / len(val)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, eps=args.adam_eps)
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, eps=args.adam_eps)
     model.train()
     print(f"step 0: held-out accuracy {evaluate():.3f} ({len(val)} puzzles)", flush=True)
     for step in range(1, args.steps + 1):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import itertools
 import os
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,10 +28,10 @@ BOOT = REPO / "verl_ext" / "cpu" / "boot"
 
 
 def test_request_seeds_are_reproducible_distinct_and_in_range() -> None:
-    seeds = [request_seed(42, request, position) for request in range(64) for position in range(16)]
+    seeds = [request_seed(42, position, occurrence) for position in range(64) for occurrence in range(16)]
     assert len(set(seeds)) == len(seeds)
     assert all(0 <= seed < 2**63 for seed in seeds)
-    assert seeds == [request_seed(42, request, position) for request in range(64) for position in range(16)]
+    assert seeds == [request_seed(42, position, occurrence) for position in range(64) for occurrence in range(16)]
     assert request_seed(42, 0, 0) != request_seed(43, 0, 0)
 
 
@@ -43,7 +43,7 @@ def _sampled_params(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[dict[str,
         seen.append(sampling_params)
 
     monkeypatch.setattr(SingleTurnAgentLoop, "run", record)
-    monkeypatch.setattr(seeded_rollout, "_requests", itertools.count())
+    monkeypatch.setattr(seeded_rollout, "_made", Counter())
     loop = object.__new__(SeededSingleTurnAgentLoop)  # verl's constructor needs a running server; run() does not
     loop.rollout_config = SimpleNamespace(seed=42)
 
@@ -57,13 +57,20 @@ def _sampled_params(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[dict[str,
 
 def test_every_request_gets_its_own_seed_the_same_in_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
     shared = {"temperature": 1.0, "top_p": 1.0}
-    calls = [(shared, priority) for priority in range(8)] * 2  # two steps of one group of 8 samples
-    first = _sampled_params(monkeypatch, calls)
+    step = [(shared, priority) for priority in range(8)]  # one step: a group of 8 samples
+    first = _sampled_params(monkeypatch, step + step)
     seeds = [params["seed"] for params in first]
     assert len(set(seeds)) == len(seeds), "two samples share a seed: their responses would be identical"
     assert "seed" not in shared, "the caller's parameters (shared by every sample) must not be changed"
     assert all(params["temperature"] == 1.0 for params in first)
-    assert [params["seed"] for params in _sampled_params(monkeypatch, calls)] == seeds
+    # Another run whose requests reach the loop in another order within each step gets the same seed per sample.
+    shuffled = _sampled_params(monkeypatch, step[::-1] + step[3:] + step[:3])
+    by_step_and_position = {(i // 8, priority): p["seed"] for i, ((_, priority), p) in enumerate(zip(step + step, first))}
+    again = {
+        (i // 8, priority): p["seed"]
+        for i, ((_, priority), p) in enumerate(zip(step[::-1] + step[3:] + step[:3], shuffled))
+    }
+    assert again == by_step_and_position
 
 
 def test_a_seed_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,10 +8,16 @@ GRPO group is flat and nothing is learned. Without it, vLLM samples from one eng
 numbers a request draws depends on which other requests share its batches, which on a busy CPU changes from run
 to run; the run's responses, and so its rewards and its verdict, change with it.
 
-This loop gives request number ``k`` of this process a seed derived from ``rollout.seed``, ``k`` and the sample's
-position in the step's batch (verl's ``priority``, unique within a step across agent-loop workers). The requests
-of a step start in batch order, so ``k`` is the same in every run; two samples of one step never share a seed.
-A resumed run starts ``k`` again at 0, so it samples differently from the run it continues (still reproducibly).
+This loop seeds each request from ``rollout.seed``, the sample's position in the step's batch (verl's
+``priority``: unique within a step across agent-loop workers, and the same in every run) and how many requests
+this process has made for that position before. Both are independent of the order in which the requests
+reach the loop, which varies between runs. Two samples of one step never share a seed, and a position's seeds
+differ from step to step. A resumed run starts counting again, so it samples differently from the run it
+continues (still reproducibly).
+
+vLLM on CPU refuses a seeded request whose prompt it splits into chunks ("CPU Generator does not use offset"),
+which happens only for prompts over ``rollout.max_num_batched_tokens`` (8192 by default; the CPU config's prompts
+are at most 1024 tokens).
 
 Selected with ``actor_rollout_ref.rollout.agent.default_agent_loop=seeded_single_turn`` (the CPU config does).
 Importing this module registers the name in verl's registry: on the CPU path every process does so as soon as
@@ -24,7 +30,7 @@ time in large batches.
 from __future__ import annotations
 
 import hashlib
-import itertools
+from collections import Counter
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import register
@@ -32,13 +38,14 @@ from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentL
 
 NAME = "seeded_single_turn"
 
-# Requests started by this process (one agent-loop worker); class state because verl builds a new loop per sample.
-_requests = itertools.count()
+# Requests this process (one agent-loop worker) has made for each batch position; module state because verl
+# builds a new loop object for every sample.
+_made: Counter[int] = Counter()
 
 
-def request_seed(base: int, request: int, position: int) -> int:
+def request_seed(base: int, position: int, occurrence: int) -> int:
     """A 63-bit seed for one request, spread over the seed space so that nearby inputs share no structure."""
-    digest = hashlib.blake2b(f"{base}:{request}:{position}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{base}:{position}:{occurrence}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 
@@ -47,8 +54,9 @@ class SeededSingleTurnAgentLoop(SingleTurnAgentLoop):
     """verl's single-turn loop, with a reproducible seed of its own in every request's sampling parameters."""
 
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> Any:
-        # Taken before the first await: verl starts a step's samples in batch order, so the count is reproducible.
-        request = next(_requests)
+        position = int(priority)
+        occurrence = _made[position]
+        _made[position] += 1
         seeded = dict(sampling_params)
-        seeded.setdefault("seed", request_seed(int(self.rollout_config.seed), request, int(priority)))
+        seeded.setdefault("seed", request_seed(int(self.rollout_config.seed), position, occurrence))
         return await super().run(seeded, priority=priority, **kwargs)
