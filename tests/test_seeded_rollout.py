@@ -64,13 +64,13 @@ def test_every_request_gets_its_own_seed_the_same_in_every_run(monkeypatch: pyte
     assert "seed" not in shared, "the caller's parameters (shared by every sample) must not be changed"
     assert all(params["temperature"] == 1.0 for params in first)
     # Another run whose requests reach the loop in another order within each step gets the same seed per sample.
-    shuffled = _sampled_params(monkeypatch, step[::-1] + step[3:] + step[:3])
-    by_step_and_position = {(i // 8, priority): p["seed"] for i, ((_, priority), p) in enumerate(zip(step + step, first))}
-    again = {
-        (i // 8, priority): p["seed"]
-        for i, ((_, priority), p) in enumerate(zip(step[::-1] + step[3:] + step[:3], shuffled))
-    }
-    assert again == by_step_and_position
+    reordered = step[::-1] + step[3:] + step[:3]
+    assert _seeds_by_sample(reordered, _sampled_params(monkeypatch, reordered)) == _seeds_by_sample(step + step, first)
+
+
+def _seeds_by_sample(calls: list[tuple[dict[str, Any], int]], params: list[dict[str, Any]]) -> dict:
+    """{(step, position): seed} for calls made 8 to a step."""
+    return {(i // 8, position): p["seed"] for i, ((_, position), p) in enumerate(zip(calls, params))}
 
 
 def test_a_seed_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
