@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,53 +27,69 @@ BOOT = REPO / "verl_ext" / "cpu" / "boot"
 
 
 def test_request_seeds_are_reproducible_distinct_and_in_range() -> None:
-    seeds = [request_seed(42, position, occurrence) for position in range(64) for occurrence in range(16)]
+    keys = [(step, position, occurrence) for step in (None, 1, 2) for position in range(32) for occurrence in range(8)]
+    seeds = [request_seed(42, *key) for key in keys]
     assert len(set(seeds)) == len(seeds)
     assert all(0 <= seed < 2**63 for seed in seeds)
-    assert seeds == [request_seed(42, position, occurrence) for position in range(64) for occurrence in range(16)]
-    assert request_seed(42, 0, 0) != request_seed(43, 0, 0)
+    assert seeds == [request_seed(42, *key) for key in keys]
+    assert request_seed(42, 1, 0, 0) != request_seed(43, 1, 0, 0)
 
 
-def _sampled_params(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[dict[str, Any], int]]) -> list[dict]:
-    """The sampling parameters each call of the seeded loop hands to verl's loop, in a fresh process count."""
+Call = tuple[dict[str, Any], int, int]  # sampling parameters, prompt position (verl's priority), global step
+
+
+def _sampled_params(monkeypatch: pytest.MonkeyPatch, calls: list[Call]) -> list[dict[str, Any]]:
+    """The sampling parameters each call of the seeded loop hands to verl's loop, in a fresh process."""
     seen: list[dict[str, Any]] = []
 
     async def record(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> None:
         seen.append(sampling_params)
 
     monkeypatch.setattr(SingleTurnAgentLoop, "run", record)
-    monkeypatch.setattr(seeded_rollout, "_made", Counter())
+    monkeypatch.setattr(seeded_rollout, "_counts", seeded_rollout.RequestCounts())
     loop = object.__new__(SeededSingleTurnAgentLoop)  # verl's constructor needs a running server; run() does not
     loop.rollout_config = SimpleNamespace(seed=42)
 
-    async def all_calls() -> None:
-        # Started together, as verl starts a step's samples: the count follows the order they were started in.
-        await asyncio.gather(*(loop.run(params, priority=priority, raw_prompt=[]) for params, priority in calls))
+    async def step_calls(step: int) -> None:
+        # Started together, as verl starts a step's samples.
+        await asyncio.gather(
+            *(loop.run(params, priority=position, global_steps=step) for params, position, s in calls if s == step)
+        )
 
-    asyncio.run(all_calls())
+    for step in sorted({step for _, _, step in calls}):
+        asyncio.run(step_calls(step))
     return seen
+
+
+def _seed_sets(calls: list[Call], params: list[dict[str, Any]]) -> dict[tuple[int, int], list[int]]:
+    """{(step, position): sorted seeds}: a group's samples are interchangeable, so their seeds are a set."""
+    ran = sorted(calls, key=lambda call: call[2])  # the order the helper ran them in: step by step
+    out: dict[tuple[int, int], list[int]] = {}
+    for (_, position, step), p in zip(ran, params, strict=True):
+        out.setdefault((step, position), []).append(p["seed"])
+    return {key: sorted(seeds) for key, seeds in out.items()}
 
 
 def test_every_request_gets_its_own_seed_the_same_in_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
     shared = {"temperature": 1.0, "top_p": 1.0}
-    step = [(shared, priority) for priority in range(8)]  # one step: a group of 8 samples
-    first = _sampled_params(monkeypatch, step + step)
+    # Two steps of 3 prompts x 4 samples.
+    calls = [(shared, position, step) for step in (1, 2) for position in range(3) for _ in range(4)]
+    first = _sampled_params(monkeypatch, calls)
     seeds = [params["seed"] for params in first]
     assert len(set(seeds)) == len(seeds), "two samples share a seed: their responses would be identical"
     assert "seed" not in shared, "the caller's parameters (shared by every sample) must not be changed"
     assert all(params["temperature"] == 1.0 for params in first)
-    # Another run whose requests reach the loop in another order within each step gets the same seed per sample.
-    reordered = step[::-1] + step[3:] + step[:3]
-    assert _seeds_by_sample(reordered, _sampled_params(monkeypatch, reordered)) == _seeds_by_sample(step + step, first)
-
-
-def _seeds_by_sample(calls: list[tuple[dict[str, Any], int]], params: list[dict[str, Any]]) -> dict:
-    """{(step, position): seed} for calls made 8 to a step."""
-    return {(i // 8, position): p["seed"] for i, ((_, position), p) in enumerate(zip(calls, params))}
+    # Another run whose requests reach the loop in another order gets the same seeds for each prompt of each step,
+    # and so does a run resumed at step 2 (a fresh process that never made step 1's requests).
+    reordered = calls[::-1]
+    assert _seed_sets(reordered, _sampled_params(monkeypatch, reordered)) == _seed_sets(calls, first)
+    resumed = [call for call in calls if call[2] == 2]
+    expected = {key: value for key, value in _seed_sets(calls, first).items() if key[0] == 2}
+    assert _seed_sets(resumed, _sampled_params(monkeypatch, resumed)) == expected
 
 
 def test_a_seed_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _sampled_params(monkeypatch, [({"seed": 7}, 0)])[0]["seed"] == 7
+    assert _sampled_params(monkeypatch, [({"seed": 7}, 0, 1)])[0]["seed"] == 7
 
 
 def test_the_cpu_start_up_hook_registers_the_loop_in_every_process() -> None:

@@ -8,12 +8,12 @@ GRPO group is flat and nothing is learned. Without it, vLLM samples from one eng
 numbers a request draws depends on which other requests share its batches, which on a busy CPU changes from run
 to run; the run's responses, and so its rewards and its verdict, change with it.
 
-This loop seeds each request from ``rollout.seed``, the sample's position in the step's batch (verl's
-``priority``: unique within a step across agent-loop workers, and the same in every run) and how many requests
-this process has made for that position before. Both are independent of the order in which the requests
-reach the loop, which varies between runs. Two samples of one step never share a seed, and a position's seeds
-differ from step to step. A resumed run starts counting again, so it samples differently from the run it
-continues (still reproducibly).
+This loop seeds each request from ``rollout.seed``, the training step (verl's ``global_steps``), the prompt's
+position in the step's batch (verl's ``priority``, the same in every run) and how many requests this process has
+made for that prompt in that step before (the ``rollout.n`` samples of one prompt). None of them depends on the
+order in which requests reach the loop, which varies between runs; a sample-for-sample swap of seeds within one
+prompt's group changes nothing, as its requests are identical. So two samples of a step never share a seed, a
+prompt's seeds differ from step to step, and a resumed run samples its steps as the run it continues would have.
 
 vLLM on CPU refuses a seeded request whose prompt it splits into chunks ("CPU Generator does not use offset"),
 which happens only for prompts over ``rollout.max_num_batched_tokens`` (8192 by default; the CPU config's prompts
@@ -30,7 +30,6 @@ time in large batches.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import register
@@ -38,14 +37,30 @@ from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentL
 
 NAME = "seeded_single_turn"
 
-# Requests this process (one agent-loop worker) has made for each batch position; module state because verl
-# builds a new loop object for every sample.
-_made: Counter[int] = Counter()
+
+class RequestCounts:
+    """How many requests this process (one agent-loop worker) has made for each prompt position of the current
+    step; kept outside the loop because verl builds a new loop object for every sample."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.made: dict[int, int] = {}
+
+    def take(self, step: int | None, position: int) -> int:
+        """The number of earlier requests for ``position`` in ``step``, counting this one from now on."""
+        if step != self.step:
+            self.step, self.made = step, {}
+        count = self.made.get(position, 0)
+        self.made[position] = count + 1
+        return count
 
 
-def request_seed(base: int, position: int, occurrence: int) -> int:
+_counts = RequestCounts()
+
+
+def request_seed(base: int, step: int | None, position: int, occurrence: int) -> int:
     """A 63-bit seed for one request, spread over the seed space so that nearby inputs share no structure."""
-    digest = hashlib.blake2b(f"{base}:{position}:{occurrence}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{base}:{step}:{position}:{occurrence}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 
@@ -54,9 +69,10 @@ class SeededSingleTurnAgentLoop(SingleTurnAgentLoop):
     """verl's single-turn loop, with a reproducible seed of its own in every request's sampling parameters."""
 
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> Any:
+        step = kwargs.get("global_steps")
+        step = None if step is None else int(step)
         position = int(priority)
-        occurrence = _made[position]
-        _made[position] += 1
+        seed = request_seed(int(self.rollout_config.seed), step, position, _counts.take(step, position))
         seeded = dict(sampling_params)
-        seeded.setdefault("seed", request_seed(int(self.rollout_config.seed), position, occurrence))
+        seeded.setdefault("seed", seed)
         return await super().run(seeded, priority=priority, **kwargs)
