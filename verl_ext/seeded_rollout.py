@@ -1,5 +1,5 @@
-"""Rollouts that sample the same responses in every run with the same seed: verl's single-turn agent loop with a
-seed of its own for every request.
+"""Rollouts that draw the same random numbers in every run with the same seed: verl's single-turn agent loop
+with a seed of its own for every request.
 
 Why verl's own switch does not do it: with ``actor_rollout_ref.rollout.full_determinism=true`` verl 0.9.1 gives
 every vLLM request the same seed (``replica rank + rollout.seed``), and vLLM draws a request's tokens from a
@@ -15,16 +15,16 @@ order in which requests reach the loop, which varies between runs; a sample-for-
 prompt's group changes nothing, as its requests are identical. So two samples of a step never share a seed, a
 prompt's seeds differ from step to step, and a resumed run samples its steps as the run it continues would have.
 
-vLLM on CPU refuses a seeded request whose prompt it splits into chunks ("CPU Generator does not use offset"),
-which happens only for prompts over ``rollout.max_num_batched_tokens`` (8192 by default; the CPU config's prompts
-are at most 1024 tokens).
+vLLM on CPU refuses a seeded request whose prompt it splits over engine steps ("CPU Generator does not use
+offset": it cannot rewind a CPU generator), which chunked prefill does whenever a step's token budget runs out
+mid-prompt; the CPU config turns chunked prefill off.
 
 Selected with ``actor_rollout_ref.rollout.agent.default_agent_loop=seeded_single_turn`` (the CPU config does).
 Importing this module registers the name in verl's registry: on the CPU path every process does so as soon as
 verl's single-turn loop is imported (:mod:`verl_ext.cpu.import_hooks`), and ``scripts/run_grpo.sh`` also names
-it to verl in ``configs/agent_loops.yaml``, for GPU runs. On GPUs it stays opt-in: vLLM
-samples each seeded request with a generator of its own, one small kernel per request and token, which costs
-time in large batches.
+it to verl in ``configs/agent_loops.yaml``, for GPU runs. On GPUs it stays opt-in: vLLM draws each seeded
+request's noise in a loop of its own (one small kernel per request and token) and leaves FlashInfer's sampler
+for PyTorch's, which costs time in large batches.
 """
 
 from __future__ import annotations
