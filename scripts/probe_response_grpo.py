@@ -12,11 +12,13 @@ verl's GRPO step without the KL term. Greedy held-out accuracy (the reward's ``a
 steps.
 
 ``--loss-tokens`` narrows the loss to the tokens from the answer tag on (``answer``), to the answer's first token
-(``first``) or to every token up to and including it (``through-first``), to find which tokens keep the policy
-from learning. ``scripts/probe_answer_grpo.py`` is the other end: the first answer token after a thought fixed in
-the prompt, nothing sampled before it. A recipe is tried here in a few minutes (about 1.6 s a step on 2 cores for
-16 prompts x 8) rather than the hour of a verl run (docs/cpu-training.md, "Does GRPO teach the tiny model to
-see?").
+(``first``) or to every token up to and including it (``through-first``), to find which tokens keep the policy from
+learning. ``--prefill`` writes the start of every response instead of sampling it (e.g. the fixed thought and the
+answer tag), ``--reward first-token`` then rewards the first sampled token as the answer-token loop does, and
+``--optimizer sgd`` replaces AdamW. ``scripts/probe_answer_grpo.py`` is the other end: the first answer token after
+a thought fixed in the prompt, nothing sampled before it. A recipe is tried here in a few minutes (about 1.6 s a
+step on 2 cores for 16 prompts x 8) rather than the hour of a verl run (docs/cpu-training.md, "Does GRPO teach the
+tiny model to see?").
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         help="sgd: plain gradient steps (verl: actor.optim.optimizer=SGD), no per-parameter step sizes",
     )
     parser.add_argument("--momentum", type=float, default=0.0, help="SGD's momentum")
+    parser.add_argument(
+        "--reward",
+        choices=("score", "first-token"),
+        default="score",
+        help="first-token: 1 when the response's first token is the right answer's (with --prefill ending in the"
+        " answer tag), as probe_answer_grpo.py rewards; score: the training reward of the whole response",
+    )
     parser.add_argument(
         "--prefill",
         default="",
@@ -87,9 +96,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((text, row_pictures(row["images"], args.grey), row))
         return rows
 
+    prefill_ids = tokenizer(args.prefill).input_ids
+    if args.reward == "first-token" and not args.prefill.endswith(ANSWER_TAG):
+        parser.error("--reward first-token needs --prefill ending in the answer tag: the answer starts the response")
+
     def score(row: dict, response_ids: list[int]) -> dict[str, float]:
         text = args.prefill + tokenizer.decode(response_ids, skip_special_tokens=True)
         return compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"])
+
+    def reward(row: dict, response_ids: list[int]) -> float:
+        if args.reward == "score":
+            return score(row, response_ids)["score"]
+        truth = tokenizer(args.prefill + row["reward_model"]["ground_truth"]).input_ids[len(prefill_ids)]
+        return float(bool(response_ids) and response_ids[0] == truth)
 
     def until_stop(ids: list[int]) -> list[int]:
         """A generated row cut after its first stop token (the rest is padding), as verl's response mask does,
@@ -148,9 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, args.steps + 1):
         batch = [train[i] for i in next(batches)]
         encoded, responses = generate(batch, args.group, sample=True)
-        rewards = torch.tensor(
-            [score(batch[k // args.group][2], ids)["score"] for k, ids in enumerate(responses)]
-        ).view(args.prompts, args.group)
+        rewards = [reward(batch[k // args.group][2], ids) for k, ids in enumerate(responses)]
+        rewards = torch.tensor(rewards).view(args.prompts, args.group)
         advantages = group_advantages(rewards).view(-1)
 
         # Teacher-forced log-probs of the sampled responses: prompt (repeated per sample) + response, right-padded.
