@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
-from probe_common import add_common_arguments, group_advantages, report, row_pictures, update
+from probe_common import add_common_arguments, answer_first_token, group_advantages, report, row_pictures, update
 
 PREFIX = "<think> Let me look at the picture. </think> <answer>"
 
@@ -53,16 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     processor = AutoProcessor.from_pretrained(args.model)
     model = AutoModelForImageTextToText.from_pretrained(args.model)
-    prefix_length = len(processor.tokenizer(PREFIX).input_ids)
-
-    def first_token(answer: str) -> int:
-        return processor.tokenizer(PREFIX + answer).input_ids[prefix_length]
 
     def load(role: str) -> list[tuple[str, list, int]]:
         file = args.data / manifest["files"][manifest[role]]
         rows = []
         for row in pq.read_table(file, columns=["prompt", "images", "reward_model"]).to_pylist():
-            truth = first_token(row["reward_model"]["ground_truth"])
+            truth = answer_first_token(processor.tokenizer, PREFIX, row["reward_model"]["ground_truth"])
             rows.append((chat_prompt(processor, row["prompt"]), row_pictures(row["images"], args.grey), truth))
         return rows
 

@@ -43,6 +43,11 @@ def row_pictures(images: list[dict[str, Any]], grey: bool) -> list:
     return [Image.new("RGB", picture.size, GREY) for picture in pictures] if grey else pictures
 
 
+def answer_first_token(tokenizer, prefix: str, answer: str) -> int:
+    """The token that starts ``answer`` when it follows ``prefix`` (the fixed thought and the answer tag)."""
+    return tokenizer(prefix + answer).input_ids[len(tokenizer(prefix).input_ids)]
+
+
 def group_advantages(rewards):
     """GRPO's advantages: each reward against its group's (row's) mean, in units of the group's spread."""
     return (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)

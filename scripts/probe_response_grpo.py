@@ -28,7 +28,7 @@ import json
 import sys
 
 from answer_puzzle import chat_messages  # scripts/ is on sys.path when a script in it runs
-from probe_common import add_common_arguments, group_advantages, report, row_pictures, update
+from probe_common import add_common_arguments, answer_first_token, group_advantages, report, row_pictures, update
 
 ANSWER_TAG = "<answer>"
 
@@ -96,9 +96,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((text, row_pictures(row["images"], args.grey), row))
         return rows
 
-    prefill_ids = tokenizer(args.prefill).input_ids
-    if args.reward == "first-token" and not args.prefill.endswith(ANSWER_TAG):
+    # Whether the answer tag was written, not sampled: the answer then starts the response.
+    answer_prefilled = args.prefill.endswith(ANSWER_TAG)
+    if ANSWER_TAG in args.prefill and not answer_prefilled:
+        parser.error("--prefill holds the answer tag but does not end with it: the answer would start nowhere")
+    if args.reward == "first-token" and not answer_prefilled:
         parser.error("--reward first-token needs --prefill ending in the answer tag: the answer starts the response")
+    truth_tokens = {}  # ground truth -> the token its answer starts with after the prefill
 
     def score(row: dict, response_ids: list[int]) -> dict[str, float]:
         text = args.prefill + tokenizer.decode(response_ids, skip_special_tokens=True)
@@ -107,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     def reward(row: dict, response_ids: list[int]) -> float:
         if args.reward == "score":
             return score(row, response_ids)["score"]
-        truth = tokenizer(args.prefill + row["reward_model"]["ground_truth"]).input_ids[len(prefill_ids)]
-        return float(bool(response_ids) and response_ids[0] == truth)
+        truth = row["reward_model"]["ground_truth"]
+        if truth not in truth_tokens:
+            truth_tokens[truth] = answer_first_token(tokenizer, args.prefill, truth)
+        return float(bool(response_ids) and response_ids[0] == truth_tokens[truth])
 
     def until_stop(ids: list[int]) -> list[int]:
         """A generated row cut after its first stop token (the rest is padding), as verl's response mask does,
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         """Where the loss applies in one response (``--loss-tokens``), as [start, end) token positions."""
         if args.loss_tokens == "all":
             return 0, len(ids)
-        if ANSWER_TAG in args.prefill:  # the answer tag was written, not sampled: the answer starts the response
+        if answer_prefilled:
             answer = 0
         else:
             answer = next((i for i in range(len(ids) + 1) if ANSWER_TAG in tokenizer.decode(ids[:i])), len(ids))
