@@ -13,7 +13,10 @@ ones, for two views of the features:
 
 If the held-out probe is near chance, no recipe can teach the language model the task through this tower: the
 features do not carry it. If it is well above, the features do, and a GRPO run that stays at the constant-answer
-bar fails for another reason (the policy collapsing, the recipe). Prints one line per view.
+bar fails for another reason (the policy collapsing, the recipe). Prints one line per view, and one on scale: the
+image tokens' norms next to the text embeddings' (a probe standardises its inputs and cannot see how loud the
+picture is to the language model; the tiny model's warm-ups, for one, make its image tokens hundreds of times
+larger than its text embeddings).
 """
 
 from __future__ import annotations
@@ -101,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     majority = Counter(val_answers).most_common(1)[0][1] / len(val_answers)
     print(f"{len(train_answers)} training and {len(val_answers)} held-out pictures; labels {labels}")
     print(f"bars: chance {1 / len(labels):.3f}; always the most common answer {majority:.3f}")
+    token_norms = np.concatenate([np.linalg.norm(f, axis=-1) for f in train_feats + val_feats])
+    text_norms = model.get_input_embeddings().weight.detach().float().norm(dim=-1).numpy()
+    low, high = np.percentile(token_norms, [5, 95])
+    print(
+        f"scale: image-token norm mean {token_norms.mean():.3g} (5th-95th percentile {low:.3g}-{high:.3g});"
+        f" text-embedding norm mean {text_norms.mean():.3g}"
+    )
     views = {"pooled": (np.stack([f.mean(0) for f in train_feats]), np.stack([f.mean(0) for f in val_feats]))}
     if len({f.shape for f in train_feats + val_feats}) == 1:
         views["tokens"] = (np.stack([f.ravel() for f in train_feats]), np.stack([f.ravel() for f in val_feats]))
