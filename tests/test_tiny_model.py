@@ -165,6 +165,8 @@ def test_format_warmup_is_for_the_tiny_model_only(tmp_path: Path) -> None:
         save_tiny_model(tmp_path, size="3b", format_warmup_steps=10)
     with pytest.raises(ValueError, match=">= 0"):
         save_tiny_model(tmp_path, format_warmup_steps=-1)
+    with pytest.raises(ValueError, match="warm-up pictures"):
+        save_tiny_model(tmp_path, format_warmup_steps=10, warmup_pictures="photos")
 
 
 # Enough warm-up for well-formed greedy answers on every CPU tried (AVX2 and AVX-512; 200 steps suffice on the
@@ -265,7 +267,8 @@ def test_a_model_folder_gets_its_config_last(tmp_path: Path, monkeypatch: pytest
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the staging folder is gone
 
 
-def test_answer_choice_exchanges_ask_real_puzzles_and_answer_within_their_label_sets() -> None:
+@pytest.mark.parametrize("pictures", ["noise", "quiet"])
+def test_answer_choice_exchanges_ask_real_puzzles_and_answer_within_their_label_sets(pictures: str) -> None:
     """The answer-choice warm-up teaches which answers a prompt allows, with answers independent of the picture."""
     import re
     from collections import Counter
@@ -274,7 +277,11 @@ def test_answer_choice_exchanges_ask_real_puzzles_and_answer_within_their_label_
 
     from verl_ext.tiny_model import CHOICE_PUZZLES, CHOICE_THOUGHT, choice_exchanges
 
-    exchanges = choice_exchanges(np.random.default_rng(0), 300)
+    exchanges = choice_exchanges(np.random.default_rng(0), 300, pictures)
+    assert len(exchanges) == 300  # quiet pictures that a task skips are replaced, not lost
+    # The typical picture's spread (flip's drawn grid adds white lines to some): full-range noise or faint blocks.
+    spread = float(np.median([np.asarray(image).std() for exchange in exchanges for image in exchange.images]))
+    assert (spread > 60) if pictures == "noise" else (spread < 25)
     answers: Counter = Counter()
     for exchange in exchanges:
         text = " ".join(part["text"] for part in exchange.content if part.get("type") == "text")
