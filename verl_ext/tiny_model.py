@@ -406,7 +406,7 @@ def build_processor(size: str = "tiny", tokenizer=None):
 # past"): from a quiet warm-up the cue was found with 3 of 4 seeds, held out at 0.83-0.99 after 100 steps, against
 # 7 of 8 seeds and 0.70-0.89 from noise. The default stays "noise" until the verl recipe is measured on "quiet".
 WARMUP_PICTURES = ("noise", "quiet")
-_QUIET_RANGE = (96, 161)  # +-32 grey levels: enough for the tasks' flatness and symmetry checks, an eighth of noise's
+_QUIET_RANGE = (96, 161)  # +-32 grey levels, a quarter of noise's: enough for the tasks' flatness and symmetry checks
 _QUIET_BLOCK = 4  # pixels per side of one grey block
 
 
