@@ -415,6 +415,7 @@ def _warmup_picture(rng, height: int, width: int, pictures: str) -> Any:
     import numpy as np
     from PIL import Image
 
+    _check_pictures(pictures)
     if pictures == "noise":
         return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
     # Grey blocks, so that the tasks' thumbnails keep the variation (per-pixel noise this faint averages out and
@@ -492,7 +493,6 @@ def warm_up_answer_format(model, processor, steps: int, seed: int = SEED, pictur
     """Fit ``model`` in place for ``steps`` AdamW steps on the warm-up exchanges; returns the loss per step."""
     import numpy as np
 
-    _check_pictures(pictures)
     return _fit(model, _warmup_batches(processor, np.random.default_rng(seed), pictures), steps, WARMUP_LR, seed)
 
 
@@ -579,7 +579,6 @@ def warm_up_answer_choice(model, processor, steps: int, seed: int = SEED, pictur
     """
     import numpy as np
 
-    _check_pictures(pictures)
     return _fit(model, _choice_batches(processor, np.random.default_rng(seed + 1), pictures), steps, CHOICE_LR, seed)
 
 
@@ -598,7 +597,7 @@ def save_tiny_model(
     ``warmup_pictures`` picks what both warm-ups show (:data:`WARMUP_PICTURES`). Returns the directory. No network
     access; the same arguments always produce the same files.
     """
-    _check_pictures(warmup_pictures)
+    _check_pictures(warmup_pictures)  # before the model is built; every picture drawn is checked again
     for name, steps in (("format_warmup_steps", format_warmup_steps), ("choice_warmup_steps", choice_warmup_steps)):
         if steps and size != "tiny":
             raise ValueError(f"{name} only applies to size='tiny'")
