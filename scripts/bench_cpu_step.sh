@@ -29,9 +29,10 @@ start=$SECONDS
   cd "$OUT"  # Hydra writes its outputs/ folder into the working directory
   DEVICE=cpu MODEL_PATH="$OUT/model" DATA_DIR="$OUT/data_$TASK" SAVE_DIR="$OUT/checkpoints" \
     EXPERIMENT_NAME="bench_cpu_step" VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl" RUN_TIMEOUT="${RUN_TIMEOUT:-40m}" \
-    bash "$REPO/scripts/run_grpo.sh" "$TASK" demo trainer.total_training_steps="$STEPS" trainer.save_freq=-1 \
+    exec bash "$REPO/scripts/run_grpo.sh" "$TASK" demo trainer.total_training_steps="$STEPS" trainer.save_freq=-1 \
     trainer.test_freq=-1 trainer.val_before_train=false trainer.resume_mode=disable "$@" > "$OUT/train_console.log" 2>&1
-) || { tail -n 40 "$OUT/train_console.log" >&2; echo "[bench_cpu_step.sh] training failed (log: $OUT/train_console.log)" >&2; exit 1; }
+) &
+wait_child $! || { tail -n 40 "$OUT/train_console.log" >&2; echo "[bench_cpu_step.sh] training failed (log: $OUT/train_console.log)" >&2; exit 1; }
 [[ "${DRY_RUN:-0}" == 1 ]] && { cat "$OUT/train_console.log"; exit 0; }  # the launcher's checks only
 echo "run: $((SECONDS - start)) s wall for $STEPS steps, Ray and vLLM start included (log: $OUT/train_console.log)"
 "$PYTHON" -m verl_ext.evaluation.run_log times "$OUT/metrics.jsonl"

@@ -69,12 +69,13 @@ start=$SECONDS
   DEVICE=cpu MODEL_PATH="$OUT/model" DATA_DIR="$OUT/data" SAVE_DIR="$OUT/checkpoints" \
     EXPERIMENT_NAME="bench_learning_$SETTING$suffix" VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl" \
     RUN_TIMEOUT="${RUN_TIMEOUT:-45m}" \
-    bash "$REPO/scripts/run_grpo.sh" "$TASK" scenes trainer.total_training_steps="$STEPS" trainer.save_freq=-1 \
+    exec bash "$REPO/scripts/run_grpo.sh" "$TASK" scenes trainer.total_training_steps="$STEPS" trainer.save_freq=-1 \
     trainer.test_freq="$VAL_EVERY" trainer.val_before_train=true trainer.resume_mode=disable \
     actor_rollout_ref.actor.optim.lr="$LR" actor_rollout_ref.rollout.n="$GROUP" trainer.total_epochs=1000 \
     data.train_batch_size="$PROMPTS" actor_rollout_ref.actor.ppo_mini_batch_size="$PROMPTS" \
     data.val_batch_size=80 data.max_prompt_length=256 "$@" > "$OUT/train_console.log" 2>&1
-) || { tail -n 40 "$OUT/train_console.log" >&2; echo "[bench_learning.sh] training failed (log: $OUT/train_console.log)" >&2; exit 1; }
+) &
+wait_child $! || { tail -n 40 "$OUT/train_console.log" >&2; echo "[bench_learning.sh] training failed (log: $OUT/train_console.log)" >&2; exit 1; }
 [[ "${DRY_RUN:-0}" == 1 ]] && { cat "$OUT/train_console.log"; exit 0; }  # the launcher's checks only
 echo "run: $((SECONDS - start)) s wall for $STEPS steps (log: $OUT/train_console.log)"
 [[ -n "${CONTROL:-}" ]] && echo "CONTROL=$CONTROL: every picture the policy saw was flat grey; this must stay at the bar"

@@ -29,13 +29,21 @@ fi
 rm -rf "$OUT/checkpoints" "$OUT/metrics.jsonl"
 launched="$("$PYTHON" -c 'import time; print(f"{time.time():.3f}")')"
 status=0
+# Every console line is stamped with its arrival time; the stamper reads from a file descriptor of its own, so
+# the run is a child this script waits on (a TERM sent to the script stops it: wait_child) and the stamper's
+# last lines are in the log before it is read.
+exec {stamp_fd}> >("$PYTHON" -u -m verl_ext.evaluation.startup stamp > "$OUT/train_console.log")
+stamp_pid=$!
 (
   cd "$OUT"  # Hydra writes its outputs/ folder into the working directory
   DEVICE=cpu MODEL_PATH="$OUT/model" DATA_DIR="$OUT/data_$TASK" SAVE_DIR="$OUT/checkpoints" \
     EXPERIMENT_NAME="bench_startup" VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl" RUN_TIMEOUT="${RUN_TIMEOUT:-15m}" \
-    bash "$REPO/scripts/run_grpo.sh" "$TASK" demo trainer.total_training_steps=1 trainer.save_freq=-1 \
-    trainer.test_freq=-1 trainer.val_before_train=false trainer.resume_mode=disable "$@" 2>&1
-) | "$PYTHON" -u -m verl_ext.evaluation.startup stamp > "$OUT/train_console.log" || status=$?
+    exec bash "$REPO/scripts/run_grpo.sh" "$TASK" demo trainer.total_training_steps=1 trainer.save_freq=-1 \
+    trainer.test_freq=-1 trainer.val_before_train=false trainer.resume_mode=disable "$@" >&"$stamp_fd" 2>&1
+) &
+wait_child $! || status=$?
+exec {stamp_fd}>&-
+wait "$stamp_pid" || status=$?
 if [[ "$status" != 0 ]]; then
   tail -n 40 "$OUT/train_console.log" >&2
   die "the training run failed (log: $OUT/train_console.log)"

@@ -64,13 +64,14 @@ rm -rf "$OUT/checkpoints" "$OUT/merged" "$OUT/validation" "$OUT/rollouts" "$OUT/
   cd "$OUT"  # Hydra writes its outputs/ folder into the working directory
   DEVICE=cpu MODEL_PATH="$OUT/model" DATA_DIR="$OUT/data" SAVE_DIR="$OUT/checkpoints" EXPERIMENT_NAME="demo_$TASK" \
     RUN_TIMEOUT="$VERL_CPU_RUN_TIMEOUT" VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl" \
-    bash "$REPO/scripts/run_grpo.sh" "$TASK" demo \
+    exec bash "$REPO/scripts/run_grpo.sh" "$TASK" demo \
     trainer.total_training_steps="$STEPS" trainer.save_freq="$STEPS" trainer.test_freq="$STEPS" \
     actor_rollout_ref.actor.optim.lr=5e-4 actor_rollout_ref.rollout.n=8 trainer.total_epochs=100 \
     trainer.resume_mode=disable trainer.validation_data_dir="$OUT/validation" trainer.rollout_data_dir="$OUT/rollouts" \
     trainer.val_before_train=true \
     > "$OUT/train_console.log" 2>&1
-) || { tail -n 40 "$OUT/train_console.log" >&2; fail "training failed or timed out (full log: $OUT/train_console.log)"; }
+) &
+wait_child $! || { tail -n 40 "$OUT/train_console.log" >&2; fail "training failed or timed out (full log: $OUT/train_console.log)"; }
 CKPT="$OUT/checkpoints/global_step_$STEPS/actor"
 [[ -d "$CKPT" ]] || fail "no checkpoint at $CKPT"
 

@@ -122,7 +122,8 @@ for i in "${!models[@]}"; do
   [[ -n "${RUN_TIMEOUT:-}" ]] && cmd=(timeout --foreground --kill-after=60 "$RUN_TIMEOUT" "${cmd[@]}")
   info "evaluating $label ($model) on $(wc -l < "$OUT_DIR/data/eval_rows.jsonl") puzzles; log: $run_dir/verl.log"
   status=0
-  "${cmd[@]}" > "$run_dir/verl.log" 2>&1 || status=$?
+  "${cmd[@]}" > "$run_dir/verl.log" 2>&1 &
+  wait_child $! || status=$?  # a TERM sent to this script stops verl as well
   if [[ $status -ne 0 ]]; then
     tail -n 40 "$run_dir/verl.log" >&2
     die "verl exited with status $status for $label (full log: $run_dir/verl.log)."

@@ -287,7 +287,16 @@ main() {
   cmd+=(${HYDRA_FLAGS[@]+"${HYDRA_FLAGS[@]}"})
   info "config $CONFIG, model $MODEL_PATH"
   info "checkpoints: $SAVE_DIR   TensorBoard: $TENSORBOARD_DIR   log: $log"
-  "${cmd[@]}" 2>&1 | tee "$log"
+  # verl runs as a child this script waits on (wait_child), so a TERM sent to the script by pid stops verl too;
+  # tee writes the log from a file descriptor of its own, so its pid is known and the last lines reach the log.
+  local tee_fd tee_pid status=0
+  exec {tee_fd}> >(tee "$log")
+  tee_pid=$!
+  "${cmd[@]}" >&"$tee_fd" 2>&1 &
+  wait_child $! || status=$?
+  exec {tee_fd}>&-
+  wait "$tee_pid" || true
+  return "$status"
 }
 
 main "$@"; exit "$?"

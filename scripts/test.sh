@@ -16,6 +16,7 @@ cd "$REPO"
 VENV="${VENV:-$REPO/.venv}"
 
 source "$REPO/scripts/lib/install.sh"
+source "$REPO/scripts/lib/common.sh"
 install_cpu_stack "$VENV"
 # As if activated: scripts the tests run call plain `python`.
 export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
@@ -39,9 +40,11 @@ basetemp="$(mktemp -d "${TMPDIR:-/tmp}/verl_ext_tests.XXXXXX")"
 # the other worker runs the rest, most of which keeps one core busy at a time (tests/conftest.py schedules them;
 # every module stays on one worker). Arguments given to this script come last, so `-n 0` there wins.
 workers=(-n "${TEST_WORKERS:-2}" --dist loadscope)
+# pytest runs as a child this script waits on (wait_child), so a TERM sent to this script stops the tests too.
 set +e
 timeout --kill-after=60 "${TEST_TIMEOUT:-60m}" "$VENV/bin/python" -m pytest tests -ra --durations=15 \
-  --basetemp="$basetemp/pytest" -p no:cacheprovider "${workers[@]}" "$@"
+  --basetemp="$basetemp/pytest" -p no:cacheprovider "${workers[@]}" "$@" &
+wait_child $!
 status=$?
 set -e
 [[ "$status" -eq 0 ]] && rm -rf "$basetemp"  # kept on failure, for the logs of the end-to-end run

@@ -154,3 +154,32 @@ lock_folder() {
   "${PYTHON:-python}" -m verl_ext.folder_lock hold "$dir" --fd "$fd" --pid $$ --purpose "$purpose" --hint "$hint" \
     || die "$dir is not free (see above); nothing was started or changed."
 }
+
+# Wait for the background child PID (started by the caller with `&`) and return its exit status. A TERM, INT or
+# HUP sent to this script by pid (a job runner, a test, `kill`) is passed on to the child as TERM; the script
+# waits until the child has ended and then exits itself (status 128 + the signal), so nothing it started outlives
+# it and no later stage runs. Without this, bash ends on the signal at once and its child (verl, the builder)
+# goes on running with no one left to stop it. TERM for all three: a background child of a script ignores INT
+# (bash does that when job control is off). A command started as `( cd DIR; exec CMD ) &` is CMD itself, so the
+# signal reaches it, not a subshell.
+# Usage: CMD & wait_child $! || status=$?
+wait_child() {
+  local child="$1" status=0 signal
+  _WAIT_CHILD_SIGNAL=""
+  for signal in TERM INT HUP; do
+    # shellcheck disable=SC2064  # the pid and the signal are fixed now, on purpose
+    trap "_WAIT_CHILD_SIGNAL=$signal; kill -TERM $child 2> /dev/null || true" "$signal"
+  done
+  while :; do
+    status=0
+    wait "$child" || status=$?
+    # wait returns early (status > 128) when a trapped signal arrives; keep waiting while the child shuts down.
+    kill -0 "$child" 2> /dev/null || break
+  done
+  trap - TERM INT HUP
+  if [[ -n "$_WAIT_CHILD_SIGNAL" ]]; then
+    info "stopped by SIG$_WAIT_CHILD_SIGNAL; the process it started ($child) has ended (exit status $status)"
+    exit $((128 + $(kill -l "$_WAIT_CHILD_SIGNAL")))
+  fi
+  return "$status"
+}
