@@ -25,6 +25,7 @@ here in a few minutes (about 1.6 s a step on 2 cores for 16 prompts x 8) rather 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("all", "visual"),
         default="all",
         help="visual: update only the vision tower and its merger, the language model frozen",
+    )
+    parser.add_argument(
+        "--kl-coef",
+        type=float,
+        default=0.0,
+        help="KL loss to the starting model on the trained tokens, verl's low_var_kl (k3) estimate with this weight"
+        " (verl: actor.use_kl_loss=true actor.kl_loss_coef=...)",
     )
     args = parser.parse_args(argv)
     manifest = json.loads((args.data / "manifest.json").read_text())
@@ -158,9 +166,19 @@ def main(argv: list[str] | None = None) -> int:
         options = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
         model.eval()
         with torch.no_grad():
-            out = model.generate(**encoded, max_new_tokens=args.max_new_tokens, num_return_sequences=samples, **options)
+            out = model.generate(
+                **encoded,
+                max_new_tokens=args.max_new_tokens,
+                num_return_sequences=samples,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **options,
+            )
         model.train()
-        return encoded, [until_stop(ids) for ids in out[:, encoded.input_ids.shape[1] :].tolist()]
+        generated = out.sequences[:, encoded.input_ids.shape[1] :]
+        # The sampler's log-probability of each generated token (temperature 1, nothing cut: the policy's own).
+        sampler_log_probs = torch.log_softmax(torch.stack(out.scores, 1).float(), -1).gather(2, generated[..., None])
+        return encoded, [until_stop(ids) for ids in generated.tolist()], sampler_log_probs.squeeze(-1)
 
     def trained_span(ids: list[int]) -> tuple[int, int]:
         """Where the loss applies in one response (``--loss-tokens``), as [start, end) token positions."""
@@ -182,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         right = 0.0
         for i in range(0, len(val), 40):
             batch = val[i : i + 40]
-            _, responses = generate(batch, 1, sample=False)
+            _, responses, _ = generate(batch, 1, sample=False)
             right += sum(score(row, ids)["acc"] for (_, _, row), ids in zip(batch, responses))
         return right / len(val)
+
+    reference = None
+    if args.kl_coef > 0:  # the starting model, frozen, as verl's reference worker holds it
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
 
     params = [p for name, p in model.named_parameters() if args.train_params == "all" or ".visual." in f".{name}"]
     if args.optimizer == "sgd":
@@ -195,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"step 0: held-out accuracy {evaluate():.3f} ({len(val)} puzzles)", flush=True)
     for step in range(1, args.steps + 1):
         batch = [train[i] for i in next(batches)]
-        encoded, responses = generate(batch, args.group, sample=True)
+        encoded, responses, sampler_log_probs = generate(batch, args.group, sample=True)
         rewards = [reward(batch[k // args.group][2], ids) for k, ids in enumerate(responses)]
         rewards = torch.tensor(rewards).view(args.prompts, args.group)
         advantages = group_advantages(rewards).view(-1)
@@ -212,14 +234,28 @@ def main(argv: list[str] | None = None) -> int:
             mask[k, start:end] = 1
         prompt_ids = encoded.input_ids.repeat_interleave(args.group, 0)
         pixels = encoded.pixel_values.view(args.prompts, -1, encoded.pixel_values.shape[-1])
-        logits = model(
-            input_ids=torch.cat([prompt_ids, response_ids], 1),
-            attention_mask=torch.cat([encoded.attention_mask.repeat_interleave(args.group, 0), valid], 1),
-            pixel_values=pixels.repeat_interleave(args.group, 0).reshape(-1, pixels.shape[-1]),
-            image_grid_thw=encoded.image_grid_thw.repeat_interleave(args.group, 0),
-        ).logits[:, prompt_ids.shape[1] - 1 : -1]
+        inputs = {
+            "input_ids": torch.cat([prompt_ids, response_ids], 1),
+            "attention_mask": torch.cat([encoded.attention_mask.repeat_interleave(args.group, 0), valid], 1),
+            # Which tokens are picture tokens: without it, Qwen2.5-VL gives the picture's tokens (and every token
+            # after them) plain 1-D positions instead of its 3-D ones, and scores another model than the sampler.
+            "mm_token_type_ids": torch.cat(
+                [encoded.mm_token_type_ids.repeat_interleave(args.group, 0), torch.zeros_like(response_ids)], 1
+            ),
+            "pixel_values": pixels.repeat_interleave(args.group, 0).reshape(-1, pixels.shape[-1]),
+            "image_grid_thw": encoded.image_grid_thw.repeat_interleave(args.group, 0),
+        }
+        logits = model(**inputs).logits[:, prompt_ids.shape[1] - 1 : -1]
         vocabulary_log_probs = torch.log_softmax(logits.float(), -1)
         log_probs = vocabulary_log_probs.gather(2, response_ids[..., None]).squeeze(-1)
+        # The trained log-probs must be the sampler's (verl checks the same as training/rollout_probs_diff_max).
+        sampled = sampler_log_probs[:, :width]
+        gap = float(((log_probs.detach() - sampled).abs() * valid[:, : sampled.shape[1]]).max())
+        if gap > 0.05:
+            raise SystemExit(
+                f"step {step}: the training forward scores the sampled tokens unlike the sampler (largest log-prob"
+                f" gap {gap:.3f}): the loss would train another policy than the one that answered"
+            )
         if args.max_token_prob < 1.0:
             mask = mask * (log_probs.detach().exp() <= args.max_token_prob)
         if args.top_entropy < 1.0 and mask.any():
@@ -230,6 +266,15 @@ def main(argv: list[str] | None = None) -> int:
             loss = -weighted.sum() / mask.sum().clamp(min=1)
         else:
             loss = -(weighted.sum(1) / mask.sum(1).clamp(min=1)).mean()
+        if reference is not None:
+            with torch.no_grad():
+                reference_logits = reference(**inputs).logits[:, prompt_ids.shape[1] - 1 : -1]
+                reference_log_probs = torch.log_softmax(reference_logits.float(), -1)
+                reference_log_probs = reference_log_probs.gather(2, response_ids[..., None]).squeeze(-1)
+            # k3 = exp(ref - logp) - (ref - logp) - 1, clamped as verl's low_var_kl does.
+            difference = (reference_log_probs - log_probs).clamp(-20, 20)
+            kl = (difference.exp() - difference - 1).clamp(-10, 10)
+            loss = loss + args.kl_coef * (kl * mask).sum() / mask.sum().clamp(min=1)
         update(model, optimizer, loss)
         if step % args.every == 0:
             report(step, evaluate(), rewards)
