@@ -1,4 +1,5 @@
-"""Stratified row order: every run of consecutive rows holds each answer in its share, and nothing else changes."""
+"""Stratified row order: every run of consecutive rows holds each answer in its share, and nothing else changes.
+Balanced order: the same, after dropping rows until every answer is equally frequent, each drop counted."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from verl_ext.builder import BuildConfig, build
-from verl_ext.builder.order import batch_positions, largest_imbalance, stratified_order
+from verl_ext.builder.order import balanced_subset, batch_positions, largest_imbalance, stratified_order
+from verl_ext.builder.pipeline import BALANCE_SKIP
 
 ROTATION_2 = ('form="single"', "angles=[0,180]")
 
@@ -75,3 +77,44 @@ def test_a_stratified_build_holds_the_same_puzzles_in_balanced_order(tmp_path: P
 def test_an_unknown_order_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--order must be one of"):
         build(BuildConfig(task="rotation", source="demo", output=tmp_path, order="sorted", progress=False))
+
+
+def test_a_balanced_subset_keeps_the_rarest_answers_count_per_source() -> None:
+    keys = ["a\x000"] * 30 + ["a\x00180"] * 20 + ["b\x000"] * 5 + ["b\x0090"] * 9 + ["b\x00180"] * 7
+    kept = balanced_subset(keys, seed=0)
+    assert kept == sorted(kept) and len(set(kept)) == len(kept)
+    assert Counter(keys[i] for i in kept) == {"a\x000": 20, "a\x00180": 20, "b\x000": 5, "b\x0090": 5, "b\x00180": 5}
+    assert balanced_subset(keys, seed=0) == kept  # seeded
+    assert balanced_subset(keys, seed=1) != kept
+    # Which rows of the frequent answer stay is drawn, not its first ones.
+    assert max(i for i in kept if keys[i] == "a\x000") > 20
+
+
+def test_a_balanced_build_holds_every_answer_equally_often_and_says_what_it_dropped(tmp_path: Path) -> None:
+    common = {"task": "rotation", "source": "scenes", "input": Path("size=64,train=64,val=24"), "options": ROTATION_2}
+    plain = build(BuildConfig(output=tmp_path / "source", progress=False, **common))
+    manifest = build(BuildConfig(output=tmp_path / "balanced", order="balanced", progress=False, **common))
+    assert manifest["args"]["order"] == "balanced"
+    dropped = 0
+    for split in ("train", "val"):
+        path = tmp_path / "balanced" / f"{split}.parquet"
+        answers = _answers(path)
+        counts = Counter(answers)
+        before = Counter(_answers(tmp_path / "source" / f"{split}.parquet"))
+        assert set(counts) == {"0", "180"} and len(set(counts.values())) == 1
+        assert counts["0"] == min(before.values())  # nothing dropped beyond what equal counts need
+        assert largest_imbalance(answers, 4) < 1  # and in stratified order
+        rows = pq.read_table(path).to_pylist()
+        assert [row["extra_info"]["index"] for row in rows] == list(range(len(rows)))
+        # The manifest describes the rows written, not the rows made.
+        assert manifest["splits"][split] == len(rows) == manifest["rows_by_task"][split]["rotation"]
+        tokens = [row["extra_info"]["prompt_tokens"] for row in rows]
+        assert manifest["prompt_tokens"][split] == {"max": max(tokens), "mean": round(sum(tokens) / len(tokens), 1)}
+        dropped += sum(before.values()) - len(rows)
+    assert dropped > 0 and manifest["skips"][BALANCE_SKIP] == dropped
+    assert sum(plain["splits"].values()) - sum(manifest["splits"].values()) == dropped
+
+
+def test_a_balanced_order_is_refused_for_paired_puzzles(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="pairs"):
+        build(BuildConfig(task="contrastive", source="demo", output=tmp_path, order="balanced", progress=False))

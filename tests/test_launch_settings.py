@@ -225,10 +225,11 @@ def test_stratified_training_rows_are_read_as_written_unless_the_user_chose(setu
     command, _ = dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
     assert "data.shuffle" not in overrides_of(command)  # rows in source order: verl shuffles them
     manifest = json.loads((data / "manifest.json").read_text())
-    (data / "manifest.json").write_text(json.dumps({**manifest, "args": {"order": "stratified"}}))
-    command, stderr = dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
-    assert overrides_of(command)["data.shuffle"] == "false"
-    assert "stratified order" in stderr
+    for order in ("stratified", "balanced"):  # balanced: stratified after equalising the answers
+        (data / "manifest.json").write_text(json.dumps({**manifest, "args": {"order": order}}))
+        command, stderr = dry_run(["rotation", "mmbench"], {**env, "DEVICE": "cpu"}, tmp_path, gpus=0)
+        assert overrides_of(command)["data.shuffle"] == "false"
+        assert "stratified order" in stderr
     on = compose("grpo_cpu_tiny", [])
     assert settings.keep_row_order(on, {settings.SHUFFLE_KEY}, ["data"]) == []  # the user's choice stands
     off = compose("grpo_cpu_tiny", ["data.shuffle=false"])

@@ -80,8 +80,9 @@ def parser() -> argparse.ArgumentParser:
         "--order",
         choices=ORDERS,
         default="source",
-        help="row order of each split: source (as the pictures came; verl shuffles them) or stratified (every run of"
-        " consecutive rows holds each answer in its overall share; train with data.shuffle=false to keep it)",
+        help="row order of each split: source (as the pictures came; verl shuffles them), stratified (every run of"
+        " consecutive rows holds each answer in its overall share; train with data.shuffle=false to keep it) or"
+        " balanced (stratified, after dropping rows until every answer is equally frequent; label tasks)",
     )
     p.add_argument("--strict", action="store_true", help="stop on an error inside a task instead of counting it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

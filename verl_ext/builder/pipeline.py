@@ -37,6 +37,8 @@ from verl_ext.sources.base import SourceSpec
 # Items per chunk. Fixed (never derived from --workers) because contrastive pairs form inside a chunk.
 CHUNK_ITEMS = 8
 CHUNK_ITEMS_WITH_PARTNERS = 24
+# The manifest's skip reason for the rows a balanced build leaves out (verl_ext/builder/order.py).
+BALANCE_SKIP = "dropped to balance the answers (--order balanced)"
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
@@ -77,6 +79,7 @@ def _build_locked(
         # (a kill in between makes the launcher build again), never as a manifest that describes other files.
         previous_splits = _retract_manifest(output)
         files = writer.commit()
+        state.drop(writer.dropped)
     except BaseException:
         writer.abort()
         raise
@@ -130,6 +133,21 @@ class _BuildState:
         if self.waiting:
             self.skips.skip("no partner picture left (odd one out)", len(self.waiting))
             self.waiting = []
+
+    def drop(self, dropped: dict[str, list[dict[str, Any]]]) -> None:
+        """Take the rows a balanced build dropped (their ``extra_info`` by split) out of the row statistics, and
+        count them as skipped, so the manifest describes the rows written."""
+        for split, infos in dropped.items():
+            unwanted = Counter(info["prompt_tokens"] for info in infos)
+            kept = []
+            for tokens in self.tokens[split]:
+                if unwanted[tokens]:
+                    unwanted[tokens] -= 1
+                else:
+                    kept.append(tokens)
+            self.tokens[split] = kept
+            self.by_task[split] -= Counter(info["task"] for info in infos)
+            self.skips.skip(BALANCE_SKIP, len(infos))
 
     def worker(self) -> Worker:
         """This process's worker: runs the chunks of a one-worker build and pairs leftovers across chunks."""

@@ -54,7 +54,7 @@ class BuildConfig:
     progress: bool = True
     limits: DecodeLimits = DEFAULT_LIMITS
     control: str | None = None  # "grey": every shown picture a flat grey one of its size (see CONTROLS)
-    order: str = "source"  # row order of each split: "source" or "stratified" by answer (verl_ext/builder/order.py)
+    order: str = "source"  # row order of each split: "source", "stratified" or "balanced" (verl_ext/builder/order.py)
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,12 @@ def make_plan(config: BuildConfig, source_name: str) -> BuildPlan:
                 weight=weight,
                 needs_partner=task.needs_partner,
             )
+        )
+    paired = [p.name for p in plans if p.needs_partner]
+    if config.order == "balanced" and paired:
+        raise ValueError(
+            f"--order balanced drops single rows, which would break the puzzle pairs of {', '.join(paired)} (whose"
+            " answers come in pairs already); use --order stratified"
         )
     return BuildPlan(
         source=source_name,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from verl_ext.builder.hub import with_hub_features
-from verl_ext.builder.order import stratified_order
+from verl_ext.builder.order import balanced_subset, stratified_order
 from verl_ext.builder.rows import SCHEMA
 
 MANIFEST = "manifest.json"
@@ -90,7 +90,9 @@ class SplitWriter:
 
     With ``order="stratified"`` every split is rewritten once, at commit, in the order of
     :func:`verl_ext.builder.order.stratified_order` (seeded by ``seed``) and numbered anew; that pass holds one
-    split in memory.
+    split in memory. ``order="balanced"`` first drops rows so that every answer is equally frequent
+    (:func:`verl_ext.builder.order.balanced_subset`): ``rows`` then counts what was written, and ``dropped`` holds
+    the ``extra_info`` of each dropped row by split, for the build's statistics.
     """
 
     def __init__(self, output: Path, order: str = "source", seed: int = 0) -> None:
@@ -98,6 +100,7 @@ class SplitWriter:
         self.order = order
         self.seed = seed
         self.rows: dict[str, int] = {}
+        self.dropped: dict[str, list[dict[str, Any]]] = {}
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._temps: dict[str, Path] = {}
@@ -128,9 +131,12 @@ class SplitWriter:
             self._flush(split)
         for writer in self._writers.values():
             writer.close()
-        if self.order == "stratified":
-            for tmp in self._temps.values():
-                _rewrite_stratified(tmp, self.seed)
+        if self.order in ("stratified", "balanced"):
+            for split, tmp in self._temps.items():
+                dropped = _rewrite_stratified(tmp, self.seed, balance=self.order == "balanced")
+                if dropped:
+                    self.dropped[split] = dropped
+                    self.rows[split] -= len(dropped)
         final = {}
         for split, tmp in self._temps.items():
             _fsync_file(tmp)
@@ -154,14 +160,25 @@ class SplitWriter:
         self._temps.clear()
 
 
-def _rewrite_stratified(path: Path, seed: int) -> None:
-    """Rewrite one temporary split file in stratified order (by data source and answer), numbering rows anew."""
+def _rewrite_stratified(path: Path, seed: int, balance: bool = False) -> list[dict[str, Any]]:
+    """Rewrite one temporary split file in stratified order (by data source and answer), numbering rows anew;
+    with ``balance``, without the rows that make one answer more frequent than another. Returns the ``extra_info``
+    of the rows dropped."""
     table = pq.read_table(path, schema=_FILE_SCHEMA)
     sources = table.column("data_source").to_pylist()
     answers = [cell["ground_truth"] for cell in table.column("reward_model").to_pylist()]
-    rows = table.take(stratified_order([f"{s}\x00{a}" for s, a in zip(sources, answers)], seed)).to_pylist()
+    keys = [f"{s}\x00{a}" for s, a in zip(sources, answers)]
+    dropped: list[dict[str, Any]] = []
+    if balance:
+        kept = balanced_subset(keys, seed)
+        kept_set = set(kept)
+        infos = table.column("extra_info").to_pylist()
+        dropped = [infos[i] for i in range(len(keys)) if i not in kept_set]
+        table, keys = table.take(kept), [keys[i] for i in kept]
+    rows = table.take(stratified_order(keys, seed)).to_pylist()
     for index, row in enumerate(rows):
         row["extra_info"]["index"] = index
     with _open_writer(path) as writer:
         for start in range(0, len(rows), _ROWS_PER_GROUP):
             writer.write_table(pa.Table.from_pylist(rows[start : start + _ROWS_PER_GROUP], schema=_FILE_SCHEMA))
+    return dropped

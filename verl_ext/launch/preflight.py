@@ -254,14 +254,15 @@ def launch_settings(
 
 
 def stratified_folders(train_files: list[Path]) -> list[str]:
-    """The folders of ``train_files`` whose build wrote its rows in stratified order (manifest ``args.order``)."""
+    """The folders of ``train_files`` whose build wrote its rows in stratified order (manifest ``args.order``
+    stratified, or balanced: stratified after equalising the answers)."""
     folders = []
     for folder in dict.fromkeys(Path(path).parent for path in train_files):
         try:
             order = json.loads((folder / "manifest.json").read_text()).get("args", {}).get("order")
         except (OSError, ValueError, AttributeError):
             continue  # not a build folder of ours: nothing says how its rows are ordered
-        if order == "stratified":
+        if order in ("stratified", "balanced"):
             folders.append(str(folder))
     return folders
 
