@@ -55,11 +55,11 @@ OUT="$(abspath "${BENCH_DIR:-$REPO/outputs/bench_learning/$SETTING$suffix}")"
 lock_folder "$OUT" "a learning benchmark" "wait for it to end, or set BENCH_DIR to another folder"
 ensure_learning_model "$OUT/model"
 # run_grpo.sh builds the puzzles the first time, counted exactly with the model's processor; the prompt length
-# of 256 set below (which run_grpo.sh also hands the builder) holds a 112-pixel scene's puzzle. The rows are in
-# stratified order, which run_grpo.sh reads as written (data.shuffle=false): every batch holds the answers in
-# their overall shares, so no step pushes the policy towards one answer for want of the other
-# (verl_ext/builder/order.py).
-export BUILD_ARGS="${KNOBS[*]} --tokenizer $OUT/model --order stratified"
+# of 256 set below (which run_grpo.sh also hands the builder) holds a 112-pixel scene's puzzle. The build is
+# balanced (every answer equally frequent, the extra rows dropped and counted) and in stratified order, which
+# run_grpo.sh reads as written (data.shuffle=false): every batch holds each answer equally often, so no step
+# pushes the policy towards one answer for want of the other (verl_ext/builder/order.py).
+export BUILD_ARGS="${KNOBS[*]} --tokenizer $OUT/model --order balanced"
 export INPUT="$SCENES"
 
 rm -rf "$OUT/checkpoints" "$OUT/metrics.jsonl" "$OUT/plots"

@@ -129,9 +129,11 @@ ensure_demo_model() {
 
 # The learning runs' starting model, built once into DIR: the demo's format warm-up, then 400 steps that teach
 # the label set of each puzzle prompt with answers drawn at random (verl_ext/tiny_model.py, warm_up_answer_choice):
-# valid answers in about equal shares, and no knowledge of which one a picture calls for.
+# valid answers in about equal shares, and no knowledge of which one a picture calls for. Both warm-ups show faint
+# grey blocks rather than full-range noise: pictures whose answers they do not decide teach the model to look past
+# what varies in them, and the quiet ones leave it less to look past (docs/cpu-training.md).
 ensure_learning_model() {
-  _ensure_tiny_model "$1" --format-warmup-steps 200 --choice-warmup-steps 400
+  _ensure_tiny_model "$1" --format-warmup-steps 200 --choice-warmup-steps 400 --warmup-pictures quiet
 }
 
 _ensure_tiny_model() {
