@@ -35,6 +35,7 @@ TEMPLATE="${TEMPLATE:-$REPO/configs/eval/vlmevalkit_ssl.json}"
 has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 source "$REPO/scripts/lib/eval_args.sh"
+source "$REPO/scripts/lib/common.sh"
 parse_eval_args "$@"
 models=("${EVAL_MODELS[@]}")
 datasets=(${EVAL_DATASETS[@]+"${EVAL_DATASETS[@]}"})
@@ -62,7 +63,9 @@ if has_stage config; then
     ${data_args[@]+"${data_args[@]}"} --out "$CONFIG"
 fi
 if has_stage infer; then
-  $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode infer
+  # VLMEvalKit runs as a child this script waits on (wait_child): a TERM sent to the script stops it too.
+  $VLMEVAL --config "$CONFIG" --work-dir "$WORK_DIR" --mode infer &
+  wait_child $!
 fi
 if has_stage extract; then
   mapfile -t files < <(python -m verl_ext.evaluation.downstream predictions --work-dir "$WORK_DIR" \
@@ -80,7 +83,8 @@ if has_stage eval; then
     ${data_args[@]+"${data_args[@]}"})"
   mapfile -t eval_data < <(python -c 'import json, sys; print("\n".join(json.loads(sys.argv[1])))' "$data_config")
   $VLMEVAL --model "${names[@]}" --data "${eval_data[@]}" --data-config "$data_config" --work-dir "$WORK_DIR" \
-    --mode eval --judge exact_matching --reuse --reuse-aux infer
+    --mode eval --judge exact_matching --reuse --reuse-aux infer &
+  wait_child $!
 fi
 if has_stage collect; then
   python -m verl_ext.evaluation.downstream collect --work-dir "$WORK_DIR" "${model_args[@]}" \
