@@ -11,7 +11,8 @@ place that sees every import in a process, so the fixes are attached to module n
 * after verl's FSDP engine module is imported: :func:`verl_ext.cpu.reference_offload.unpin_reference_offload`
   (the reference model's offload without pinned memory, so the KL loss runs on CPU);
 * after verl's single-turn agent loop is imported: :mod:`verl_ext.seeded_rollout`, which registers the seeded
-  loop the CPU config samples with (verl builds agent loops in its own worker processes, by registered name).
+  loop the CPU config samples with (verl builds agent loops in its own worker processes, by registered name), and
+  :mod:`verl_ext.answer_token_loss`, its variant that trains only the answer's first token.
 
 When ``VERL_EXT_PAUSE_AT`` is set (crash tests), the pause point it names is attached the same way
 (:mod:`verl_ext.cpu.pause_points`).
@@ -56,6 +57,7 @@ def _after_verl_fsdp_engine(module: ModuleType) -> None:
 
 
 def _after_verl_single_turn_loop(module: ModuleType) -> None:
+    import verl_ext.answer_token_loss  # noqa: F401  (registers the answer-token loop)
     import verl_ext.seeded_rollout  # noqa: F401  (registers the seeded agent loop)
 
 

@@ -1,0 +1,101 @@
+"""The answer-token agent loop: verl trains only the token that starts each response's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("verl")
+
+from verl_ext.answer_token_loss import NAME, AnswerTokenAgentLoop, answer_start, answer_token_mask  # noqa: E402
+from verl_ext.seeded_rollout import SeededSingleTurnAgentLoop  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BOOT = REPO / "verl_ext" / "cpu" / "boot"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+@pytest.mark.parametrize("answer", ["0", "180"])
+def test_only_the_token_that_starts_the_answer_is_trained(tokenizer, answer: str) -> None:
+    thought = "<think> Let me look at the picture. </think> "
+    response = ids(tokenizer, f"{thought}<answer>{answer}</answer><|im_end|>")
+    position = answer_start(tokenizer, response)
+    assert position is not None and tokenizer.decode(response[position:]).startswith(answer)
+    assert tokenizer.decode(response[:position]) == f"{thought}<answer>"
+    mask = answer_token_mask(tokenizer, response, [1] * len(response))
+    assert mask == [int(i == position) for i in range(len(response))]
+
+
+def test_a_blank_after_the_tag_is_skipped(tokenizer) -> None:
+    response = ids(tokenizer, "<think> x </think> <answer> 90</answer>")
+    position = answer_start(tokenizer, response)
+    assert tokenizer.decode(response[position : position + 1]).strip() == "9"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["<think> no answer here </think>", "<think> x </think> <answer>", "<think> x </think> <answer>   "],
+    ids=["no-tag", "tag-at-the-end", "only-blanks-after-the-tag"],
+)
+def test_a_response_without_an_answer_is_trained_whole(tokenizer, text: str) -> None:
+    """A broken format is still trained away: its mask is left as the rollout made it."""
+    response = ids(tokenizer, text)
+    assert answer_start(tokenizer, response) is None
+    mask = [1] * (len(response) - 1) + [0]
+    assert answer_token_mask(tokenizer, response, mask) == mask
+
+
+def test_the_loop_returns_the_seeded_loops_output_with_the_mask_cut(tokenizer, monkeypatch) -> None:
+    response = ids(tokenizer, "<think> x </think> <answer>180</answer>")
+    seen: list[dict[str, Any]] = []
+
+    async def seeded_run(self, sampling_params: dict[str, Any], **kwargs: Any) -> SimpleNamespace:
+        seen.append(sampling_params)
+        return SimpleNamespace(response_ids=response, response_mask=[1] * len(response))
+
+    monkeypatch.setattr(SeededSingleTurnAgentLoop, "run", seeded_run)
+    loop = object.__new__(AnswerTokenAgentLoop)  # verl's constructor needs a running server; run() does not
+    loop.tokenizer = tokenizer
+    output = asyncio.run(loop.run({"temperature": 1.0}, priority=3, global_steps=1))
+    assert seen == [{"temperature": 1.0}]  # sampled as the seeded loop samples
+    assert sum(output.response_mask) == 1
+    assert tokenizer.decode(response[output.response_mask.index(1) :]).startswith("180")
+
+
+def test_verl_can_build_the_loop_by_name_from_the_file_and_on_the_cpu_path() -> None:
+    entries = yaml.safe_load((REPO / "configs" / "agent_loops.yaml").read_text())
+    entry = next(e for e in entries if e["name"] == NAME)
+    module, _, name = entry["_target_"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is AnswerTokenAgentLoop
+    code = """
+        import verl.experimental.agent_loop.single_turn_agent_loop
+        from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+        print(_agent_loop_registry["seeded_answer_token"]["_target_"])
+    """
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BOOT), *paths])}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "verl_ext.answer_token_loss.AnswerTokenAgentLoop"
