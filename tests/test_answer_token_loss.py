@@ -99,3 +99,10 @@ def test_verl_can_build_the_loop_by_name_from_the_file_and_on_the_cpu_path() -> 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "verl_ext.answer_token_loss.AnswerTokenAgentLoop"
+
+
+def test_a_tag_token_that_runs_on_into_the_answer_is_the_answer_token() -> None:
+    """A tokenizer may merge the tag's end with the answer (">0"): that token decides the answer."""
+    pieces = ["<think> x </think> ", "<", "answer", ">0", "</answer>"]
+    fake = SimpleNamespace(decode=lambda ids: "".join(pieces[i] for i in ids))
+    assert answer_start(fake, list(range(len(pieces)))) == 3

@@ -34,13 +34,26 @@ ANSWER_TAG = "<answer>"
 
 
 def answer_start(tokenizer: Any, response_ids: Sequence[int]) -> int | None:
-    """The position of the first non-blank token after the first opening answer tag, or None when there is none."""
-    for end in range(1, len(response_ids) + 1):
-        if tokenizer.decode(response_ids[:end]).rstrip().endswith(ANSWER_TAG):
-            for position in range(end, len(response_ids)):
-                if tokenizer.decode(response_ids[position : position + 1]).strip():
-                    return position
-            return None
+    """The position of the token that starts the answer after the first opening answer tag (the first non-blank
+    token after it, or the tag's own last token when that token runs on into the answer), or None when there is
+    no answer."""
+    if ANSWER_TAG not in tokenizer.decode(response_ids):
+        return None
+    # The shortest prefix that holds the tag, by bisection (a longer prefix holds it too): a few decodes, not one
+    # per token, for responses thousands of tokens long.
+    low, high = 1, len(response_ids)
+    while low < high:
+        middle = (low + high) // 2
+        if ANSWER_TAG in tokenizer.decode(response_ids[:middle]):
+            high = middle
+        else:
+            low = middle + 1
+    prefix = tokenizer.decode(response_ids[:low])
+    if prefix[prefix.index(ANSWER_TAG) + len(ANSWER_TAG) :].strip():
+        return low - 1  # the tag's last token carries the answer's first characters too
+    for position in range(low, len(response_ids)):
+        if tokenizer.decode(response_ids[position : position + 1]).strip():
+            return position
     return None
 
 
