@@ -404,7 +404,9 @@ def build_processor(size: str = "tiny", tokenizer=None):
 # tokens carry; faint grey blocks around mid grey ("quiet") leave far less to look past. Measured with the
 # answer-token loop on rotation {0, 180} scenes (docs/cpu-training.md, "What the warm-ups teach the model to look
 # past"): from a quiet warm-up the cue was found with 3 of 4 seeds, held out at 0.83-0.99 after 100 steps, against
-# 7 of 8 seeds and 0.70-0.89 from noise. The default stays "noise" until the verl recipe is measured on "quiet".
+# 7 of 8 seeds and 0.70-0.89 from noise. The learning benchmark's model is built on "quiet" (scripts/lib/common.sh,
+# ensure_learning_model), and through verl it learned the cue from there; the default stays "noise", which the
+# demo's model and the tests' models are built with.
 WARMUP_PICTURES = ("noise", "quiet")
 _QUIET_RANGE = (96, 161)  # +-32 grey levels, a quarter of noise's: enough for the tasks' flatness and symmetry checks
 _QUIET_BLOCK = 4  # pixels per side of one grey block

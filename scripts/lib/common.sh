@@ -136,13 +136,28 @@ ensure_learning_model() {
   _ensure_tiny_model "$1" --format-warmup-steps 200 --choice-warmup-steps 400 --warmup-pictures quiet
 }
 
+# Builds the tiny model into DIR unless DIR holds one built the same way: the settings are recorded next to it
+# (DIR/.verl_ext_recipe), so a folder built with other settings (by an older version of these scripts, or for
+# another purpose) is built anew rather than silently reused. A model that no record describes (placed there by
+# hand, or built before the record existed) is used as it is, with a warning that says how to rebuild it.
 _ensure_tiny_model() {
-  local dir="$1"
+  local dir="$1" recipe
   shift
-  [[ -f "$dir/config.json" ]] && return 0
+  recipe="make_tiny_model.py $*"
+  if [[ -f "$dir/config.json" ]]; then
+    if [[ ! -f "$dir/.verl_ext_recipe" ]]; then
+      warn "using the model in $dir as it is: nothing records how it was built (delete the folder to build it" \
+        "anew with $recipe)"
+      return 0
+    fi
+    [[ "$(< "$dir/.verl_ext_recipe")" == "$recipe" ]] && return 0
+    info "the model in $dir was built with $(< "$dir/.verl_ext_recipe"); building it anew with $recipe"
+    rm -f "$dir/.verl_ext_recipe" "$dir/config.json"  # until the new one is whole, the folder holds no model
+  fi
   "${PYTHON:-python}" "$REPO_ROOT/scripts/make_tiny_model.py" --out "$dir" "$@" 2>&1 \
     | grep -v -i -E "warn|writing model shards" || true
   [[ -f "$dir/config.json" ]] || die "the tiny model was not written to $dir (see the messages above)."
+  printf '%s\n' "$recipe" > "$dir/.verl_ext_recipe"
 }
 
 # Take DIR for this script and every process it starts, for as long as any of them runs (verl_ext/folder_lock.py:
