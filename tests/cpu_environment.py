@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,3 +30,20 @@ def require_cpu_stack() -> None:
     for module in ("verl", "vllm", "ray"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed: install the CPU stack (scripts/test.sh does) to run this test")
+
+
+def agent_loop_on_the_cpu_path(name: str) -> str:
+    """The class verl's registry names for agent loop ``name`` in a fresh process that imports only verl's
+    single-turn loop, with the CPU start-up hook on its path: what verl's own worker processes would build."""
+    code = f"""
+        import verl.experimental.agent_loop.single_turn_agent_loop
+        from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+        print(_agent_loop_registry[{name!r}]["_target_"])
+    """
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "verl_ext" / "cpu" / "boot"), *paths])}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+from cpu_environment import agent_loop_on_the_cpu_path
 
 pytest.importorskip("verl")
 
@@ -21,7 +18,6 @@ from verl_ext.answer_token_loss import NAME, AnswerTokenAgentLoop, answer_start,
 from verl_ext.seeded_rollout import SeededSingleTurnAgentLoop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BOOT = REPO / "verl_ext" / "cpu" / "boot"
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +83,7 @@ def test_verl_can_build_the_loop_by_name_from_the_file_and_on_the_cpu_path() -> 
     entry = next(e for e in entries if e["name"] == NAME)
     module, _, name = entry["_target_"].rpartition(".")
     assert getattr(importlib.import_module(module), name) is AnswerTokenAgentLoop
-    code = """
-        import verl.experimental.agent_loop.single_turn_agent_loop
-        from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
-        print(_agent_loop_registry["seeded_answer_token"]["_target_"])
-    """
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BOOT), *paths])}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=240
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "verl_ext.answer_token_loss.AnswerTokenAgentLoop"
+    assert agent_loop_on_the_cpu_path(NAME) == "verl_ext.answer_token_loss.AnswerTokenAgentLoop"
 
 
 def test_a_tag_token_that_runs_on_into_the_answer_is_the_answer_token() -> None:

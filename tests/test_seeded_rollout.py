@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+from cpu_environment import agent_loop_on_the_cpu_path
 
 pytest.importorskip("verl")
 
@@ -23,7 +20,6 @@ from verl_ext import seeded_rollout  # noqa: E402
 from verl_ext.seeded_rollout import NAME, SeededSingleTurnAgentLoop, request_seed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BOOT = REPO / "verl_ext" / "cpu" / "boot"
 
 
 def test_request_seeds_are_reproducible_distinct_and_in_range() -> None:
@@ -95,18 +91,7 @@ def test_a_seed_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_the_cpu_start_up_hook_registers_the_loop_in_every_process() -> None:
     """verl builds agent loops by registered name in its own worker processes; on the CPU path none of them
     imports this project, so the start-up hook must register the loop as verl's single-turn loop is imported."""
-    code = """
-        import verl.experimental.agent_loop.single_turn_agent_loop
-        from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
-        print(_agent_loop_registry["seeded_single_turn"]["_target_"])
-    """
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BOOT), *paths])}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=240
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "verl_ext.seeded_rollout.SeededSingleTurnAgentLoop"
+    assert agent_loop_on_the_cpu_path(NAME) == "verl_ext.seeded_rollout.SeededSingleTurnAgentLoop"
 
 
 def test_the_agent_loop_file_names_the_loop_verl_can_build() -> None:
