@@ -170,15 +170,18 @@ def main(argv: list[str] | None = None) -> int:
                 **encoded,
                 max_new_tokens=args.max_new_tokens,
                 num_return_sequences=samples,
-                output_scores=True,
+                output_scores=sample,
                 return_dict_in_generate=True,
                 **options,
             )
         model.train()
         generated = out.sequences[:, encoded.input_ids.shape[1] :]
+        responses = [until_stop(ids) for ids in generated.tolist()]
+        if not sample:
+            return encoded, responses, None
         # The sampler's log-probability of each generated token (temperature 1, nothing cut: the policy's own).
         sampler_log_probs = torch.log_softmax(torch.stack(out.scores, 1).float(), -1).gather(2, generated[..., None])
-        return encoded, [until_stop(ids) for ids in generated.tolist()], sampler_log_probs.squeeze(-1)
+        return encoded, responses, sampler_log_probs.squeeze(-1)
 
     def trained_span(ids: list[int]) -> tuple[int, int]:
         """Where the loss applies in one response (``--loss-tokens``), as [start, end) token positions."""

@@ -12,12 +12,16 @@ from test_run_scripts import REPO, launcher_setup, overrides_of, write_dataset, 
 BENCH = REPO / "scripts" / "bench_learning.sh"
 
 
+def bench_folder(out: Path) -> Path:
+    """A benchmark folder with its model and puzzles present, so the benchmark builds neither."""
+    write_model(out / "model")
+    write_dataset(out / "data", source="scenes", rows={"test": 32, "dev": 3}, max_prompt_tokens=256)
+    return out
+
+
 def bench(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess:
     tmp_path, env = launcher_setup(tmp_path)
-    out = tmp_path / "bench"
-    write_model(out / "model")  # present, so no tiny model is built
-    write_dataset(out / "data", source="scenes", rows={"test": 32, "dev": 3}, max_prompt_tokens=256)
-    env = {**env, "BENCH_DIR": str(out), "DRY_RUN": "1", **settings}
+    env = {**env, "BENCH_DIR": str(bench_folder(tmp_path / "bench")), "DRY_RUN": "1", **settings}
     return subprocess.run(["bash", str(BENCH)], env=env, capture_output=True, text=True, timeout=300)
 
 

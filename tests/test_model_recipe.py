@@ -11,13 +11,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def ensure(tmp_path: Path, function: str, model: Path) -> subprocess.CompletedProcess:
-    """Run one of common.sh's ensure functions with a stand-in interpreter that records make_tiny_model.py calls
-    and writes a config.json where the model would go (the real build takes minutes)."""
+def ensure(tmp_path: Path, function: str, model: Path, builder: str | None = None) -> subprocess.CompletedProcess:
+    """Run one of common.sh's ensure functions with a stand-in interpreter (``builder``, a shell script; by default
+    one that records make_tiny_model.py calls and writes a config.json where the model would go: the real build
+    takes minutes)."""
     calls = tmp_path / "calls.txt"
     wrapper = tmp_path / "python"
     wrapper.write_text(
-        "#!/bin/sh\n"
+        builder
+        or "#!/bin/sh\n"
         f'case "$1" in *make_tiny_model.py) shift; echo "$@" >> "{calls}";'
         ' while [ "$1" != --out ]; do shift; done; mkdir -p "$2"; echo "{}" > "$2/config.json"; exit 0;; esac\n'
         f'exec "{sys.executable}" "$@"\n'
@@ -64,17 +66,7 @@ def test_a_build_that_writes_no_model_is_a_clear_error(tmp_path: Path) -> None:
     (model / "config.json").parent.mkdir()
     (model / "config.json").write_text("{}")
     (model / ".verl_ext_recipe").write_text("make_tiny_model.py --an-older-recipe\n")
-    failing = tmp_path / "python"
-    failing.write_text("#!/bin/sh\nexit 1\n")
-    failing.chmod(0o755)
-    script = f'source "{REPO / "scripts" / "lib" / "common.sh"}" && ensure_learning_model "$1"'
-    result = subprocess.run(
-        ["bash", "-c", script, "ensure", str(model)],
-        env={**os.environ, "PYTHON": str(failing)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = ensure(tmp_path, "ensure_learning_model", model, builder="#!/bin/sh\nexit 1\n")
     assert result.returncode != 0 and "was not written" in result.stderr
     # The old model is gone rather than left looking finished under a recipe that no longer describes it.
     assert not (model / "config.json").exists() and not (model / ".verl_ext_recipe").exists()

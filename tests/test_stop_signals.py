@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_run_scripts import REPO, RUN, fake_nvidia_smi, launcher_setup, write_dataset, write_model
+from test_bench_learning import bench_folder
+from test_run_scripts import REPO, RUN, fake_nvidia_smi, launcher_setup
 
 # verl's trainer, as far as a signal is concerned: it takes a moment to shut down (Ray's does), and says so.
 STAND_IN = """\
@@ -114,9 +115,7 @@ def test_term_to_the_launcher_stops_verl_and_keeps_its_last_lines(tmp_path, run_
 def test_term_to_a_script_that_calls_the_launcher_stops_verl(tmp_path):
     """bench_learning.sh runs run_grpo.sh, which runs verl under `timeout`: three levels, one TERM."""
     tmp_path, env = launcher_setup(tmp_path)
-    bench = tmp_path / "bench"
-    write_model(bench / "model")  # present, so no tiny model is built
-    write_dataset(bench / "data", source="scenes", rows={"test": 32, "dev": 3}, max_prompt_tokens=256)
+    bench = bench_folder(tmp_path / "bench")
     env = {**env, "PYTHON": str(stand_in_python(tmp_path)), "BENCH_DIR": str(bench)}
     status, _ = term_once_training(["bash", str(REPO / "scripts" / "bench_learning.sh")], env, tmp_path / "record")
     assert (tmp_path / "record" / "signal").read_text() == "SIGTERM"

@@ -33,6 +33,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 ORDERS = ("source", "stratified", "balanced")
+# The orders a split is written in to be read as written (data.shuffle=false): a shuffle would undo them.
+WRITTEN_ORDERS = ("stratified", "balanced")
 
 
 def stratified_order(keys: Sequence[str], seed: int) -> list[int]:

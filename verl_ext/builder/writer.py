@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from verl_ext.builder.hub import with_hub_features
-from verl_ext.builder.order import balanced_subset, stratified_order
+from verl_ext.builder.order import WRITTEN_ORDERS, balanced_subset, stratified_order
 from verl_ext.builder.rows import SCHEMA
 
 MANIFEST = "manifest.json"
@@ -131,7 +131,7 @@ class SplitWriter:
             self._flush(split)
         for writer in self._writers.values():
             writer.close()
-        if self.order in ("stratified", "balanced"):
+        if self.order in WRITTEN_ORDERS:
             for split, tmp in self._temps.items():
                 dropped = _rewrite_stratified(tmp, self.seed, balance=self.order == "balanced")
                 if dropped:

@@ -262,6 +262,8 @@ def stratified_folders(train_files: list[Path]) -> list[str]:
             order = json.loads((folder / "manifest.json").read_text()).get("args", {}).get("order")
         except (OSError, ValueError, AttributeError):
             continue  # not a build folder of ours: nothing says how its rows are ordered
+        # verl_ext.builder.order.WRITTEN_ORDERS, spelt out: importing the builder package would cost every launch
+        # about half a second (PIL and the tasks), for one tuple.
         if order in ("stratified", "balanced"):
             folders.append(str(folder))
     return folders
