@@ -32,11 +32,12 @@ def require_cpu_stack() -> None:
             pytest.skip(f"{module} is not installed: install the CPU stack (scripts/test.sh does) to run this test")
 
 
-def agent_loop_on_the_cpu_path(name: str) -> str:
-    """The class verl's registry names for agent loop ``name`` in a fresh process that imports only verl's
-    single-turn loop, with the CPU start-up hook on its path: what verl's own worker processes would build."""
+def agent_loop_on_the_cpu_path(name: str, first: str = "verl.experimental.agent_loop.single_turn_agent_loop") -> str:
+    """The class verl's registry names for agent loop ``name`` in a fresh process that imports ``first`` (by
+    default only verl's single-turn loop, as verl's own worker processes do), with the CPU start-up hook on its
+    path."""
     code = f"""
-        import verl.experimental.agent_loop.single_turn_agent_loop
+        import {first}
         from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
         print(_agent_loop_registry[{name!r}]["_target_"])
     """

@@ -91,3 +91,11 @@ def test_a_tag_token_that_runs_on_into_the_answer_is_the_answer_token() -> None:
     pieces = ["<think> x </think> ", "<", "answer", ">0", "</answer>"]
     fake = SimpleNamespace(decode=lambda ids: "".join(pieces[i] for i in ids))
     assert answer_start(fake, list(range(len(pieces)))) == 3
+
+
+@pytest.mark.parametrize("first", ["verl_ext.seeded_rollout", "verl_ext.answer_token_loss"])
+def test_both_loops_register_whichever_module_a_process_imports_first(first: str) -> None:
+    """With the start-up hook, importing the seeded loop first runs the hook while that module is half made; the
+    answer-token variant must still find its base class."""
+    assert agent_loop_on_the_cpu_path(NAME, first) == "verl_ext.answer_token_loss.AnswerTokenAgentLoop"
+    assert agent_loop_on_the_cpu_path("seeded_single_turn", first).endswith("SeededSingleTurnAgentLoop")

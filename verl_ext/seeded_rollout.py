@@ -76,3 +76,9 @@ class SeededSingleTurnAgentLoop(SingleTurnAgentLoop):
         seeded = dict(sampling_params)
         seeded.setdefault("seed", seed)
         return await super().run(seeded, priority=priority, **kwargs)
+
+
+# The answer-token variant subclasses the loop above, so it is registered from here, once the class exists: a
+# process that imports this module first (with the CPU start-up hook, which runs as this module imports verl's
+# single-turn loop) would otherwise meet this module half-initialised when the variant imports it.
+from verl_ext import answer_token_loss  # noqa: E402, F401

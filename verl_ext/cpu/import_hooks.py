@@ -57,8 +57,7 @@ def _after_verl_fsdp_engine(module: ModuleType) -> None:
 
 
 def _after_verl_single_turn_loop(module: ModuleType) -> None:
-    import verl_ext.answer_token_loss  # noqa: F401  (registers the answer-token loop)
-    import verl_ext.seeded_rollout  # noqa: F401  (registers the seeded agent loop)
+    import verl_ext.seeded_rollout  # noqa: F401  (registers the seeded agent loop and its answer-token variant)
 
 
 BEFORE_IMPORT: dict[str, Callable[[], None]] = {"torchvision": _before_torchvision}
