@@ -84,6 +84,51 @@ def test_every_request_gets_its_own_seed_the_same_in_every_run(monkeypatch: pyte
     assert _seed_sets(resumed, _sampled_params(monkeypatch, resumed)) == expected
 
 
+def _seeds_by_request(monkeypatch: pytest.MonkeyPatch, requests: list[tuple[int, int]], step: int = 1) -> dict:
+    """{(row, sample): seed} for one step whose requests carry what verl's TransferQueue trainer passes (the row's
+    ``index``, the sample's ``session_id``, no ``priority``), started in the order given."""
+    seen: list[tuple[tuple[int, int], int]] = []
+
+    async def record(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> None:
+        seen.append(((kwargs["index"], kwargs["session_id"]), sampling_params["seed"]))
+
+    monkeypatch.setattr(SingleTurnAgentLoop, "run", record)
+    monkeypatch.setattr(seeded_rollout, "_counts", seeded_rollout.RequestCounts())
+    loop = object.__new__(SeededSingleTurnAgentLoop)
+    loop.rollout_config = SimpleNamespace(seed=42)
+
+    async def run_all() -> None:
+        await asyncio.gather(
+            *(loop.run({}, global_steps=step, index=row, session_id=sample, uid="x") for row, sample in requests)
+        )
+
+    asyncio.run(run_all())
+    out: dict[tuple[int, int], list[int]] = {}
+    for key, seed in seen:
+        out.setdefault(key, []).append(seed)
+    return {key: sorted(seeds) for key, seeds in out.items()}
+
+
+def test_each_sample_of_each_row_gets_the_same_seed_whatever_order_requests_arrive_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """verl 0.9.1's default trainer passes no priority; seeds keyed on the arrival order went to other samples in
+    every run, and the runs drifted apart (docs/cpu-training.md, "The same run twice")."""
+    requests = [(row, sample) for row in (5, 9, 2) for sample in range(4)]
+    first = _seeds_by_request(monkeypatch, requests)
+    assert len({seed for seeds in first.values() for seed in seeds}) == len(requests)
+    assert _seeds_by_request(monkeypatch, requests[::-1]) == first
+    interleaved = [(row, sample) for sample in range(4) for row in (2, 9, 5)]
+    assert _seeds_by_request(monkeypatch, interleaved) == first
+    assert _seeds_by_request(monkeypatch, requests, step=2) != first  # a new step, new numbers
+
+
+def test_a_row_twice_in_one_step_gets_two_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch larger than its dataset holds a row twice: its two copies must not sample the same responses."""
+    seeds = _seeds_by_request(monkeypatch, [(3, 0), (3, 0), (3, 1)])
+    assert len(seeds[(3, 0)]) == 2 and len(set(seeds[(3, 0)]) | set(seeds[(3, 1)])) == 3
+
+
 def test_a_seed_the_caller_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _sampled_params(monkeypatch, [({"seed": 7}, 0, 1)])[0]["seed"] == 7
 

@@ -8,12 +8,18 @@ GRPO group is flat and nothing is learned. Without it, vLLM samples from one eng
 numbers a request draws depends on which other requests share its batches, which on a busy CPU changes from run
 to run; the run's responses, and so its rewards and its verdict, change with it.
 
-This loop seeds each request from ``rollout.seed``, the training step (verl's ``global_steps``), the prompt's
-position in the step's batch (verl's ``priority``, the same in every run) and how many requests this process has
-made for that prompt in that step before (the ``rollout.n`` samples of one prompt). None of them depends on the
-order in which requests reach the loop, which varies between runs; a sample-for-sample swap of seeds within one
-prompt's group changes nothing, as its requests are identical. So two samples of a step never share a seed, a
-prompt's seeds differ from step to step, and a resumed run samples its steps as the run it continues would have.
+This loop seeds each request from ``rollout.seed``, the training step (verl's ``global_steps``), the prompt and
+the sample's number within its group, each named the same way in every run:
+- verl 0.9.1's default trainer (the TransferQueue one, ``TaskRunnerV1``) passes every request its row's ``index``
+  (the dataset's ``extra_info.index``) and the sample's number within its group (``session_id``). It passes no
+  ``priority``: keyed on that alone (as this loop once was), every request of a step looked alike, and the seeds
+  went to the samples in the order the requests reached the loop, which changes from run to run.
+- verl's older trainer numbers the samples of a batch (``priority``) and passes no ``session_id``; the row's
+  ``index`` and a count of this process's earlier requests for that row in that step stand in for it. Samples of
+  one prompt are identical requests, so which of them gets which of the group's seeds changes nothing.
+A row that appears twice in one step (a batch larger than its dataset) is told apart by the same count. None of
+these depends on the order in which requests arrive: two samples of a step never share a seed, a prompt's seeds
+differ from step to step, and a resumed run samples its steps as the run it continues would have.
 
 vLLM on CPU refuses a seeded request whose prompt it splits over engine steps ("CPU Generator does not use
 offset": it cannot rewind a CPU generator), which chunked prefill does whenever a step's token budget runs out
@@ -30,6 +36,7 @@ for PyTorch's, which costs time in large batches.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import register
@@ -39,29 +46,37 @@ NAME = "seeded_single_turn"
 
 
 class RequestCounts:
-    """How many requests this process (one agent-loop worker) has made for each prompt position of the current
-    step; kept outside the loop because verl builds a new loop object for every sample."""
+    """How many requests this process (one agent-loop worker) has made for each key of the current step; kept
+    outside the loop because verl builds a new loop object for every sample."""
 
     def __init__(self) -> None:
         self.step: int | None = None
-        self.made: dict[int, int] = {}
+        self.made: dict[Hashable, int] = {}
 
-    def take(self, step: int | None, position: int) -> int:
-        """The number of earlier requests for ``position`` in ``step``, counting this one from now on."""
+    def take(self, step: int | None, key: Hashable) -> int:
+        """The number of earlier requests for ``key`` in ``step``, counting this one from now on."""
         if step != self.step:
             self.step, self.made = step, {}
-        count = self.made.get(position, 0)
-        self.made[position] = count + 1
+        count = self.made.get(key, 0)
+        self.made[key] = count + 1
         return count
 
 
 _counts = RequestCounts()
 
 
-def request_seed(base: int, step: int | None, position: int, occurrence: int) -> int:
+def request_seed(base: int, step: int | None, *key: Hashable) -> int:
     """A 63-bit seed for one request, spread over the seed space so that nearby inputs share no structure."""
-    digest = hashlib.blake2b(f"{base}:{step}:{position}:{occurrence}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    text = ":".join(str(part) for part in (base, step, *key))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def request_key(priority: int, kwargs: dict[str, Any]) -> tuple[str, int | None]:
+    """What names one request the same in every run: its prompt (its row's dataset index where verl passes it,
+    else its batch position) and its number within the prompt's group (where verl passes it, else None)."""
+    index, sample = kwargs.get("index"), kwargs.get("session_id")
+    prompt = f"row {int(index)}" if index is not None else f"position {int(priority)}"
+    return prompt, None if sample is None else int(sample)
 
 
 @register(NAME)
@@ -71,10 +86,9 @@ class SeededSingleTurnAgentLoop(SingleTurnAgentLoop):
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> Any:
         step = kwargs.get("global_steps")
         step = None if step is None else int(step)
-        position = int(priority)
-        seed = request_seed(int(self.rollout_config.seed), step, position, _counts.take(step, position))
+        key = request_key(priority, kwargs)
         seeded = dict(sampling_params)
-        seeded.setdefault("seed", seed)
+        seeded.setdefault("seed", request_seed(int(self.rollout_config.seed), step, *key, _counts.take(step, key)))
         return await super().run(seeded, priority=priority, **kwargs)
 
 
