@@ -7,7 +7,7 @@
 # The reward rises over the run: the model starts writing the answer format only part of the time, and often
 # with answers that are no valid label, and GRPO teaches it both. The held-out accuracy before and after is
 # printed against chance and the most common answer; the tiny model learns no visual cue from the photographs.
-# Sampling is seeded per request (verl_ext/seeded_rollout.py): runs start out alike, and drift apart later.
+# Sampling is seeded per request, by puzzle and sample (verl_ext/seeded_rollout.py): two runs draw the same responses.
 # Needs Python 3.10-3.12 and a package registry; no GPU, no Hugging Face hub.
 #
 # Usage: bash scripts/demo.sh
