@@ -10,7 +10,7 @@
 # of the same size: it must stay at the bar; if it learns, the answer leaks through the text.
 # The loss trains only the token that starts each response's answer (LOSS_ON=answer, the seeded_answer_token
 # agent loop, verl_ext/answer_token_loss.py): trained on every response token, the tiny model did not find the
-# cue in 100 steps; on the answer token one run did, and five runs on the split this script builds did not yet
+# cue in 100 steps; on the answer token one run did, and six runs on the split this script builds did not yet
 # (docs/cpu-training.md, "Does GRPO teach the tiny model to see?" and "Not reproduced on the benchmark's own split").
 # A benchmark, not a test: nothing fails on the number.
 #
